@@ -1,0 +1,2 @@
+/* placeholder: broker/broker.c (being written) */
+typedef int placeholder_unit;

@@ -1,0 +1,2 @@
+/* placeholder: broker/listener.c (being written) */
+typedef int placeholder_unit;

@@ -1,0 +1,2 @@
+/* placeholder: daemon/deadline.c (being written) */
+typedef int placeholder_unit;

@@ -1,0 +1,2 @@
+/* placeholder: daemon/muxer.c (being written) */
+typedef int placeholder_unit;

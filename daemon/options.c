@@ -1,0 +1,2 @@
+/* placeholder: daemon/options.c (being written) */
+typedef int placeholder_unit;

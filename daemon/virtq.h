@@ -1,0 +1,117 @@
+/*
+ * virtq.h - one split virtqueue in guest memory, seen from the device side.
+ *
+ * Owns: the ring indices we keep (last_avail_idx, used_idx), walking and
+ * validating descriptor chains, publishing used entries, and deciding
+ * whether the guest wants an interrupt (EVENT_IDX or NO_INTERRUPT).
+ * Never: trusts a value it read from guest memory twice. Every descriptor
+ * is read once into a local copy; every address is translated through
+ * guest_memory with start and end checked; chains are bounded in length;
+ * indirect tables may not nest; direction is enforced.
+ */
+#ifndef VSOCKMUX_VIRTQ_H
+#define VSOCKMUX_VIRTQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "guest_memory.h"
+#include "vsockmux/log.h"
+
+#define VIRTQ_MAX_SIZE 1024u
+
+/* Counters the muxer reports (stats issue) and tests read. */
+struct virtq_stats {
+	uint64_t chains_popped;
+	uint64_t chains_malformed;     /* returned used with length 0 */
+	uint64_t notifications_sent;
+	uint64_t notifications_suppressed;
+};
+
+enum virtq_direction {
+	VIRTQ_DEVICE_READS,   /* TX: every descriptor must be readable */
+	VIRTQ_DEVICE_WRITES,  /* RX: every descriptor must be writable */
+};
+
+struct virtq {
+	/* configuration from vhost-user */
+	uint16_t size;                   /* SET_VRING_NUM; 0 = not set */
+	uint64_t desc_user_addr, avail_user_addr, used_user_addr;
+	bool addresses_set;
+	int kick_fd, call_fd, err_fd;    /* -1 when absent */
+	bool enabled;                    /* SET_VRING_ENABLE */
+	bool started;                    /* kick received, not stopped */
+	bool event_idx;                  /* RING_EVENT_IDX negotiated */
+	bool indirect;                   /* RING_INDIRECT_DESC negotiated */
+	bool broken;                     /* ring-level corruption seen */
+	enum virtq_direction direction;
+
+	/* translated ring pointers (valid only while ready) */
+	void *desc;
+	void *avail;
+	void *used;
+
+	uint16_t last_avail_idx;         /* next avail entry we will read */
+	uint16_t used_idx;               /* next used entry we will write */
+	uint16_t signalled_used;         /* used_idx at the last interrupt */
+	bool signalled_used_valid;
+
+	struct virtq_stats stats;
+	struct log_ratelimit malformed_log;
+};
+
+/* One popped chain. iov points into guest memory. */
+struct virtq_chain {
+	uint16_t head;
+	size_t iov_count;
+	size_t length;                   /* sum of iov lengths */
+};
+
+/* Reset to the just-created state, closing any fds it holds. */
+void virtq_init(struct virtq *queue, enum virtq_direction direction);
+void virtq_reset(struct virtq *queue);
+
+/* Translate the three ring addresses through memory (after SET_MEM_TABLE
+ * and SET_VRING_ADDR/NUM). Returns 0 or -EFAULT / -EINVAL. */
+int virtq_map(struct virtq *queue, const struct guest_memory *memory);
+
+/* true when started, enabled, mapped and not broken. */
+bool virtq_is_ready(const struct virtq *queue);
+
+/*
+ * Pop the next available chain into iov (at most iov_capacity entries).
+ * Returns 1 with *chain filled, 0 when nothing is available (ring empty or
+ * not ready). Malformed chains (bad address, wrong direction, loop, too
+ * long, nested or malformed indirect, more segments than iov_capacity) are
+ * handed back as used with length 0 inside this call, counted, logged
+ * (rate-limited), and skipped; popping continues with the next chain. A
+ * corrupt avail index (more than size entries ahead) marks the queue broken
+ * and returns 0.
+ */
+int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
+	      struct iovec *iov, size_t iov_capacity, struct virtq_chain *chain);
+
+/* Give back the last count popped chains unused (they will be popped again). */
+void virtq_unpop(struct virtq *queue, uint16_t count);
+
+/* Publish one used entry (head, written length). Does not notify. */
+void virtq_push(struct virtq *queue, uint16_t head, uint32_t written);
+
+/* After a batch of pushes: interrupt the guest via call_fd if it wants one
+ * (EVENT_IDX used_event, or VRING_AVAIL_F_NO_INTERRUPT without it). */
+void virtq_notify(struct virtq *queue);
+
+/* Ask the guest to kick on its next avail entry (writes avail_event when
+ * EVENT_IDX is on, clears VRING_USED_F_NO_NOTIFY otherwise). Returns true
+ * if more chains became available meanwhile (caller should pop again). */
+bool virtq_enable_kicks(struct virtq *queue);
+
+/* Read and discard the kick eventfd counter. */
+void virtq_drain_kick(struct virtq *queue);
+
+/* The avail index to report in GET_VRING_BASE; stops the queue. */
+uint16_t virtq_stop(struct virtq *queue);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * ipc.h - framing of the broker<->muxer channel.
+ *
+ * The channel is a SOCK_SEQPACKET socketpair: one protobuf-c Envelope per
+ * datagram, size-capped, at most one fd in SCM_RIGHTS. This layer checks
+ * framing only (size, truncation, fd count, version, that it decodes and
+ * that a body is set); the dispatch tables on each side check which bodies
+ * they accept and whether the fd is required.
+ */
+#ifndef VSOCKMUX_IPC_H
+#define VSOCKMUX_IPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ipc.pb-c.h"
+
+#define IPC_PROTOCOL_VERSION 1u
+#define IPC_MAX_MESSAGE_SIZE 256u
+
+typedef Vsockmux__Ipc__Envelope IpcEnvelope;
+
+/*
+ * Pack and send one envelope (version filled in here) with fd attached if
+ * fd >= 0. Never blocks (MSG_DONTWAIT). Returns 0 or a negative errno
+ * (-EAGAIN when the channel is full, -EMSGSIZE if the packed form exceeds
+ * IPC_MAX_MESSAGE_SIZE). The caller keeps ownership of fd.
+ */
+int ipc_send(int channel_fd, IpcEnvelope *envelope, int fd);
+
+/*
+ * Receive one datagram. On success returns 1, *envelope must be freed with
+ * ipc_free, and *fd is the received fd or -1. Returns 0 on EOF, -EAGAIN
+ * when nothing is waiting, -EPROTO for a malformed datagram (oversized,
+ * truncated, control data truncated, more than one fd, non-fd control
+ * data, undecodable, wrong version, no body): any fds that came with it
+ * are closed, *envelope is NULL and the reason is logged.
+ */
+int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd);
+
+void ipc_free(IpcEnvelope *envelope);
+
+/* Name of a body case, for logs. */
+const char *ipc_body_name(int body_case);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * options.h - vsockmuxd's command line, parsed once in the parent before
+ * the fork; both the broker and the muxer read it.
+ */
+#ifndef VSOCKMUX_OPTIONS_H
+#define VSOCKMUX_OPTIONS_H
+
+#include <stdint.h>
+
+#include "vsockmux/log.h"
+
+#define OPTIONS_DEFAULT_TX_BUFFER_SIZE (256u * 1024u)
+#define OPTIONS_DEFAULT_QUEUE_SIZE 1024u
+#define OPTIONS_DEFAULT_MAX_CONNECTIONS 4096u
+
+struct vsockmuxd_options {
+	uint64_t guest_cid;
+	const char *socket_path;     /* --socket: vhost-user listener */
+	const char *uds_path;        /* --uds-path: host listener, and prefix
+					of <uds-path>_<port> for guest connects */
+	uint32_t tx_buffer_size;     /* buf_alloc we advertise, ring size */
+	uint16_t queue_size;         /* largest virtqueue we accept */
+	uint32_t max_connections;
+	enum log_level log_level;
+};
+
+/* Outcome of options_parse. */
+enum options_result {
+	OPTIONS_OK = 0,
+	OPTIONS_EXIT_SUCCESS,   /* --help or --version printed */
+	OPTIONS_USAGE_ERROR,    /* message printed; exit code 2 */
+};
+
+enum options_result options_parse(int argc, char **argv,
+				  struct vsockmuxd_options *options);
+
+#endif
