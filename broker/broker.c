@@ -1,2 +1,590 @@
-/* placeholder: broker/broker.c (being written) */
-typedef int placeholder_unit;
+/*
+ * broker.c - the broker's event loop and its dispatch table for messages
+ * from the muxer.
+ *
+ * Owns: accepting vhost-user frontends (one at a time) and host clients and
+ * handing them to the muxer; connecting to "<uds-path>_<port>" on the
+ * muxer's request; watching the muxer process; SIGTERM/SIGINT.
+ *
+ * Never: blocks (every socket is non-blocking, every send MSG_DONTWAIT),
+ * trusts a message from the muxer beyond what muxer_handlers[] allows (a
+ * muxer that sends anything else is treated as compromised and the broker
+ * stops), connects anywhere but "<uds-path>_<port>", or keeps an fd after
+ * handing it over.
+ */
+#include "broker.h"
+#include "listener.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "vsockmux/ipc.h"
+#include "vsockmux/log.h"
+
+/* Handler result meaning "keep running"; anything else is an exit code. */
+#define BROKER_CONTINUE (-1)
+
+#define MAX_EPOLL_EVENTS 8
+/* Per wakeup, so that no source can starve the others (level-triggered). */
+#define MAX_MESSAGES_PER_WAKEUP 64
+#define MAX_ACCEPTS_PER_WAKEUP 64
+/* Out of fds or memory in accept4: stop accepting for this long. */
+#define ACCEPT_PAUSE_NS 100000000L
+
+/* What an epoll event is about (epoll_event.data.u32). */
+enum broker_source {
+	SOURCE_CHANNEL = 1,
+	SOURCE_SIGNALS,
+	SOURCE_RESUME_TIMER,
+	SOURCE_VHOST_USER,
+	SOURCE_HOST,
+};
+
+struct broker {
+	const struct vsockmuxd_options *options;
+	const struct broker_listeners *listeners;
+	int channel_fd;
+	pid_t muxer_pid;
+	int epoll_fd;
+	int signal_fd;
+	int resume_timer_fd;
+	bool vmm_attached;       /* VmmAttach sent, no VmmDetached yet */
+	bool accept_paused;      /* accept4 ran out of resources */
+	bool vhost_user_polled;  /* listener is in the epoll set */
+	bool host_polled;
+};
+
+static struct log_ratelimit accept_ratelimit;
+static struct log_ratelimit send_ratelimit;
+
+/* ---- epoll helpers ---------------------------------------------------- */
+
+static int epoll_add(int epoll_fd, int fd, enum broker_source source)
+{
+	struct epoll_event event = { .events = EPOLLIN, .data.u32 = source };
+
+	return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
+}
+
+/* Add or remove one listener so that it is polled iff wanted. */
+static int set_polled(struct broker *broker, int fd, enum broker_source source,
+		      bool *polled, bool wanted)
+{
+	int result = 0;
+
+	if (*polled == wanted)
+		goto out;
+	if (wanted)
+		result = epoll_add(broker->epoll_fd, fd, source);
+	else
+		result = epoll_ctl(broker->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+	if (result < 0) {
+		log_error("epoll_ctl on listener: %s", strerror(errno));
+		goto out;
+	}
+	*polled = wanted;
+out:
+	return result;
+}
+
+/*
+ * Poll the vhost-user listener only while no VMM is attached (the next
+ * frontend waits in the kernel backlog meanwhile), and neither listener
+ * while accepting is paused. Returns BROKER_CONTINUE or an exit code.
+ */
+static int update_listener_polling(struct broker *broker)
+{
+	bool want_vhost_user = !broker->vmm_attached && !broker->accept_paused;
+	bool want_host = !broker->accept_paused;
+
+	if (set_polled(broker, broker->listeners->vhost_user_fd,
+		       SOURCE_VHOST_USER, &broker->vhost_user_polled,
+		       want_vhost_user) < 0 ||
+	    set_polled(broker, broker->listeners->host_fd, SOURCE_HOST,
+		       &broker->host_polled, want_host) < 0)
+		return 1;
+	return BROKER_CONTINUE;
+}
+
+/* ---- sending to the muxer --------------------------------------------- */
+
+/*
+ * Send one envelope with fd (if >= 0), then close our copy of fd whatever
+ * happened: on failure the client simply sees its connection closed.
+ * Returns true if the muxer got it.
+ */
+static bool send_to_muxer(struct broker *broker, IpcEnvelope *envelope, int fd)
+{
+	int error = ipc_send(broker->channel_fd, envelope, fd);
+
+	if (error < 0)
+		log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+				"cannot send %s to the muxer: %s; dropping it",
+				ipc_body_name(envelope->body_case),
+				strerror(-error));
+	if (fd >= 0)
+		close(fd);
+	return error == 0;
+}
+
+/* ---- muxer process ---------------------------------------------------- */
+
+/* Reap the muxer if it has ended. Returns BROKER_CONTINUE or 1. */
+static int check_muxer(struct broker *broker)
+{
+	int status;
+	pid_t pid;
+
+	do {
+		pid = waitpid(broker->muxer_pid, &status, WNOHANG);
+	} while (pid < 0 && errno == EINTR);
+	if (pid == 0)
+		return BROKER_CONTINUE;
+	if (pid < 0) {
+		log_error("waitpid for muxer (pid %d): %s", (int)broker->muxer_pid,
+			  strerror(errno));
+		return 1;
+	}
+	if (WIFEXITED(status)) {
+		log_error("muxer (pid %d) exited with code %d",
+			  (int)broker->muxer_pid, WEXITSTATUS(status));
+		return 1;
+	}
+	if (WIFSIGNALED(status)) {
+		log_error("muxer (pid %d) killed by signal %d (%s)%s",
+			  (int)broker->muxer_pid, WTERMSIG(status),
+			  strsignal(WTERMSIG(status)),
+			  WCOREDUMP(status) ? ", core dumped" : "");
+		return 1;
+	}
+	return BROKER_CONTINUE;
+}
+
+static int handle_signals(struct broker *broker)
+{
+	struct signalfd_siginfo info;
+	ssize_t length;
+	int result = BROKER_CONTINUE;
+
+	while (result == BROKER_CONTINUE) {
+		length = read(broker->signal_fd, &info, sizeof(info));
+		if (length < 0 && errno == EINTR)
+			continue;
+		if (length < 0 && errno == EAGAIN)
+			break;
+		if (length != (ssize_t)sizeof(info)) {
+			log_error("read signalfd: %s",
+				  length < 0 ? strerror(errno) : "short read");
+			result = 1;
+			break;
+		}
+		switch (info.ssi_signo) {
+		case SIGCHLD:
+			result = check_muxer(broker);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			log_info("received %s, stopping",
+				 info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			if (kill(broker->muxer_pid, SIGTERM) < 0 && errno != ESRCH)
+				log_warn("kill muxer (pid %d): %s",
+					 (int)broker->muxer_pid, strerror(errno));
+			result = 0;
+			break;
+		default:
+			break;
+		}
+	}
+	return result;
+}
+
+/* ---- listeners -------------------------------------------------------- */
+
+/*
+ * A failed accept4. Transient errors are retried on the next wakeup;
+ * anything else (out of fds or memory, mostly) pauses both listeners for a
+ * moment instead of spinning on a level-triggered readable listener.
+ */
+static int handle_accept_error(struct broker *broker, const char *what,
+			       int error)
+{
+	struct itimerspec pause = { .it_value.tv_nsec = ACCEPT_PAUSE_NS };
+
+	if (error == EAGAIN || error == EINTR || error == ECONNABORTED)
+		return BROKER_CONTINUE;
+	log_ratelimited(&accept_ratelimit, LOG_LEVEL_WARN,
+			"accept on %s: %s; pausing accepts", what,
+			strerror(error));
+	if (timerfd_settime(broker->resume_timer_fd, 0, &pause, NULL) < 0) {
+		log_error("timerfd_settime: %s", strerror(errno));
+		return 1;
+	}
+	broker->accept_paused = true;
+	return update_listener_polling(broker);
+}
+
+static int handle_resume_timer(struct broker *broker)
+{
+	uint64_t expirations;
+
+	if (read(broker->resume_timer_fd, &expirations, sizeof(expirations)) < 0 &&
+	    errno != EAGAIN && errno != EINTR) {
+		log_error("read timerfd: %s", strerror(errno));
+		return 1;
+	}
+	broker->accept_paused = false;
+	return update_listener_polling(broker);
+}
+
+/* One frontend at a time: accept it, hand it over, stop listening. */
+static int handle_vhost_user_listener(struct broker *broker)
+{
+	Vsockmux__Ipc__VmmAttach attach = VSOCKMUX__IPC__VMM_ATTACH__INIT;
+	IpcEnvelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
+	int fd;
+
+	if (broker->vmm_attached || !broker->vhost_user_polled)
+		return BROKER_CONTINUE;   /* stale event */
+	fd = accept4(broker->listeners->vhost_user_fd, NULL, NULL,
+		     SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return handle_accept_error(broker, "vhost-user socket", errno);
+
+	envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_VMM_ATTACH;
+	envelope.vmm_attach = &attach;
+	if (!send_to_muxer(broker, &envelope, fd))
+		return BROKER_CONTINUE;   /* frontend sees a close; keep listening */
+	log_info("vhost-user frontend connected; handed to the muxer");
+	broker->vmm_attached = true;
+	return update_listener_polling(broker);
+}
+
+/* Hand every waiting host client to the muxer, which reads its CONNECT. */
+static int handle_host_listener(struct broker *broker)
+{
+	int result = BROKER_CONTINUE;
+
+	for (int i = 0; i < MAX_ACCEPTS_PER_WAKEUP && broker->host_polled; i++) {
+		Vsockmux__Ipc__HostStream stream = VSOCKMUX__IPC__HOST_STREAM__INIT;
+		IpcEnvelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
+		int fd = accept4(broker->listeners->host_fd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			result = handle_accept_error(broker, "host socket", errno);
+			break;
+		}
+		envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM;
+		envelope.host_stream = &stream;
+		send_to_muxer(broker, &envelope, fd);
+	}
+	return result;
+}
+
+/* ---- muxer -> broker messages ----------------------------------------- */
+
+static int handle_vmm_detached(struct broker *broker, const IpcEnvelope *envelope)
+{
+	(void)envelope;
+	if (!broker->vmm_attached) {
+		log_error("muxer sent VmmDetached while no VMM is attached");
+		return 1;
+	}
+	log_info("vhost-user frontend detached; accepting the next one");
+	broker->vmm_attached = false;
+	return update_listener_polling(broker);
+}
+
+/*
+ * Connect to "<uds-path>_<port>". Returns the connected fd, or -1 with
+ * *error set to a positive errno. AF_UNIX connects complete at once:
+ * EAGAIN means the listener's backlog is full, ECONNREFUSED/ENOENT that
+ * nobody listens.
+ */
+static int connect_to_port(const struct broker *broker, uint32_t port,
+			   int *error)
+{
+	struct sockaddr_un address;
+	char path[sizeof(address.sun_path)];
+	socklen_t address_length;
+	int stream_fd = -1;
+	int result = -1;
+	int length;
+
+	length = snprintf(path, sizeof(path), "%s_%" PRIu32,
+			  broker->options->uds_path, port);
+	if (length < 0 || (size_t)length >= sizeof(path)) {
+		*error = ENAMETOOLONG;
+		goto out;
+	}
+	*error = -unix_address_from_path(&address, &address_length, path);
+	if (*error != 0)
+		goto out;
+	stream_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (stream_fd < 0) {
+		*error = errno;
+		goto out;
+	}
+	if (connect(stream_fd, (const struct sockaddr *)&address,
+		    address_length) < 0) {
+		/* EINPROGRESS is not expected for AF_UNIX; an error too. */
+		*error = errno;
+		goto out;
+	}
+	result = stream_fd;
+	stream_fd = -1;
+out:
+	if (stream_fd >= 0)
+		close(stream_fd);
+	return result;
+}
+
+static int handle_connect_request(struct broker *broker,
+				  const IpcEnvelope *envelope)
+{
+	const Vsockmux__Ipc__ConnectRequest *request = envelope->connect_request;
+	Vsockmux__Ipc__ConnectReply reply = VSOCKMUX__IPC__CONNECT_REPLY__INIT;
+	IpcEnvelope answer = VSOCKMUX__IPC__ENVELOPE__INIT;
+	int error = 0;
+	int fd;
+
+	fd = connect_to_port(broker, request->port, &error);
+	log_debug("connect request %" PRIu32 " to %s_%" PRIu32 ": %s",
+		  request->request_id, broker->options->uds_path, request->port,
+		  fd >= 0 ? "connected" : strerror(error));
+
+	reply.request_id = request->request_id;
+	reply.error = fd >= 0 ? 0 : error;
+	answer.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY;
+	answer.connect_reply = &reply;
+	send_to_muxer(broker, &answer, fd);
+	return BROKER_CONTINUE;
+}
+
+/* Whether a message must, or must not, carry an fd. */
+enum ipc_fd_policy {
+	IPC_FD_FORBIDDEN,
+	IPC_FD_REQUIRED,
+};
+
+struct muxer_message_handler {
+	Vsockmux__Ipc__Envelope__BodyCase body_case;
+	const char *name;
+	enum ipc_fd_policy fd_policy;
+	/* Returns BROKER_CONTINUE or an exit code. */
+	int (*handle)(struct broker *broker, const IpcEnvelope *envelope);
+};
+
+/*
+ * Everything the muxer may ask of the broker. Muxer->broker messages never
+ * carry fds. A body not listed here (VmmAttach, HostStream, ConnectReply
+ * travel the other way) means the muxer is compromised or broken.
+ */
+static const struct muxer_message_handler muxer_handlers[] = {
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_VMM_DETACHED, "VmmDetached",
+	  IPC_FD_FORBIDDEN, handle_vmm_detached },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REQUEST, "ConnectRequest",
+	  IPC_FD_FORBIDDEN, handle_connect_request },
+};
+
+/* Check one received message against muxer_handlers[] and run it. */
+static int dispatch_muxer_message(struct broker *broker,
+				  const IpcEnvelope *envelope, int fd)
+{
+	const struct muxer_message_handler *handler = NULL;
+	int result = 1;
+
+	for (size_t i = 0; i < sizeof(muxer_handlers) / sizeof(muxer_handlers[0]); i++) {
+		if (muxer_handlers[i].body_case == envelope->body_case) {
+			handler = &muxer_handlers[i];
+			break;
+		}
+	}
+	if (handler == NULL) {
+		log_error("muxer sent unexpected %s message; stopping",
+			  ipc_body_name(envelope->body_case));
+		goto out;
+	}
+	if (handler->fd_policy == IPC_FD_FORBIDDEN && fd >= 0) {
+		log_error("muxer sent %s with an fd attached; stopping",
+			  handler->name);
+		goto out;
+	}
+	if (handler->fd_policy == IPC_FD_REQUIRED && fd < 0) {
+		log_error("muxer sent %s without an fd; stopping", handler->name);
+		goto out;
+	}
+	result = handler->handle(broker, envelope);
+out:
+	/* No muxer->broker message keeps an fd. */
+	if (fd >= 0)
+		close(fd);
+	return result;
+}
+
+static int handle_channel(struct broker *broker, uint32_t events)
+{
+	int result = BROKER_CONTINUE;
+
+	for (int i = 0; i < MAX_MESSAGES_PER_WAKEUP && result == BROKER_CONTINUE; i++) {
+		IpcEnvelope *envelope;
+		int fd;
+		int received = ipc_receive(broker->channel_fd, &envelope, &fd);
+
+		if (received == -EAGAIN && !(events & (EPOLLHUP | EPOLLERR)))
+			break;
+		if (received == 0 || received == -EAGAIN) {
+			/* Report how it ended if the process is already gone. */
+			result = check_muxer(broker);
+			if (result == BROKER_CONTINUE)
+				log_error("muxer closed the channel; stopping");
+			result = 1;
+			break;
+		}
+		if (received < 0) {
+			/* -EPROTO: the reason is logged by ipc_receive. */
+			log_error("channel from muxer: %s; stopping",
+				  strerror(-received));
+			result = 1;
+			break;
+		}
+		result = dispatch_muxer_message(broker, envelope, fd);
+		ipc_free(envelope);
+	}
+	return result;
+}
+
+/* ---- main loop -------------------------------------------------------- */
+
+static int handle_event(struct broker *broker, const struct epoll_event *event)
+{
+	switch (event->data.u32) {
+	case SOURCE_CHANNEL:
+		return handle_channel(broker, event->events);
+	case SOURCE_SIGNALS:
+		return handle_signals(broker);
+	case SOURCE_RESUME_TIMER:
+		return handle_resume_timer(broker);
+	case SOURCE_VHOST_USER:
+		return handle_vhost_user_listener(broker);
+	case SOURCE_HOST:
+		return handle_host_listener(broker);
+	default:
+		log_error("epoll: unknown source %" PRIu32, event->data.u32);
+		return 1;
+	}
+}
+
+/* Signals, fds and epoll set. Returns BROKER_CONTINUE or 1 (logged). */
+static int broker_setup(struct broker *broker)
+{
+	sigset_t mask;
+
+	if (prctl(PR_SET_NAME, "vsockmux-broker", 0, 0, 0) < 0)
+		log_warn("prctl(PR_SET_NAME): %s", strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+	/* An inherited SIG_IGN would auto-reap the muxer and hide its status. */
+	signal(SIGCHLD, SIG_DFL);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+		log_error("sigprocmask: %s", strerror(errno));
+		return 1;
+	}
+	broker->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (broker->signal_fd < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	broker->resume_timer_fd = timerfd_create(CLOCK_MONOTONIC,
+						 TFD_NONBLOCK | TFD_CLOEXEC);
+	if (broker->resume_timer_fd < 0) {
+		log_error("timerfd_create: %s", strerror(errno));
+		return 1;
+	}
+	broker->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (broker->epoll_fd < 0) {
+		log_error("epoll_create1: %s", strerror(errno));
+		return 1;
+	}
+	if (epoll_add(broker->epoll_fd, broker->channel_fd, SOURCE_CHANNEL) < 0 ||
+	    epoll_add(broker->epoll_fd, broker->signal_fd, SOURCE_SIGNALS) < 0 ||
+	    epoll_add(broker->epoll_fd, broker->resume_timer_fd,
+		      SOURCE_RESUME_TIMER) < 0) {
+		log_error("epoll_ctl: %s", strerror(errno));
+		return 1;
+	}
+	return update_listener_polling(broker);
+}
+
+int broker_run(const struct vsockmuxd_options *options,
+	       struct broker_listeners *listeners, int channel_fd,
+	       pid_t muxer_pid)
+{
+	struct broker broker = {
+		.options = options,
+		.listeners = listeners,
+		.channel_fd = channel_fd,
+		.muxer_pid = muxer_pid,
+		.epoll_fd = -1,
+		.signal_fd = -1,
+		.resume_timer_fd = -1,
+	};
+	struct epoll_event events[MAX_EPOLL_EVENTS];
+	int result = 1;
+
+	log_set_role("broker");
+	/* kill(0 or -1, ...) would hit far more than the muxer. */
+	if (muxer_pid <= 0 || channel_fd < 0 || listeners->vhost_user_fd < 0 ||
+	    listeners->host_fd < 0) {
+		log_error("broker_run: invalid arguments (muxer pid %d, channel %d)",
+			  (int)muxer_pid, channel_fd);
+		goto out;
+	}
+	result = broker_setup(&broker);
+	if (result != BROKER_CONTINUE)
+		goto out;
+	log_info("ready: vhost-user socket %s, host socket %s",
+		 options->socket_path, options->uds_path);
+	/* It may have died before SIGCHLD was blocked and routed to us. */
+	result = check_muxer(&broker);
+
+	while (result == BROKER_CONTINUE) {
+		int count = epoll_wait(broker.epoll_fd, events, MAX_EPOLL_EVENTS, -1);
+
+		if (count < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("epoll_wait: %s", strerror(errno));
+			result = 1;
+			break;
+		}
+		for (int i = 0; i < count && result == BROKER_CONTINUE; i++)
+			result = handle_event(&broker, &events[i]);
+	}
+out:
+	if (broker.epoll_fd >= 0)
+		close(broker.epoll_fd);
+	if (broker.signal_fd >= 0)
+		close(broker.signal_fd);
+	if (broker.resume_timer_fd >= 0)
+		close(broker.resume_timer_fd);
+	if (channel_fd >= 0)
+		close(channel_fd);
+	return result;
+}

@@ -1,2 +1,684 @@
-/* placeholder: daemon/conn.c (being written) */
-typedef int placeholder_unit;
+/*
+ * conn.c - the vsock connection state machine.
+ *
+ * Each guest op has its own small handler (the table at the bottom of the
+ * guest section), each host event its own function, so every transition
+ * is visible here. Packets towards the guest are never written from here:
+ * a connection records what it owes (`pending` bits, readable host data)
+ * and joins the RX work FIFO; muxer_process_rx writes them when the guest
+ * has RX buffers. RSTs for connections that are already gone go through
+ * the muxer's orphan queue.
+ *
+ * Never: answers an RST with an RST; sends the guest more than its credit;
+ * writes to a host socket without MSG_NOSIGNAL semantics (SIGPIPE is
+ * ignored process-wide); loses bytes it has acknowledged to the guest.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn_table.h"
+#include "muxer.h"
+#include "vsockmux/log.h"
+
+static const char *initiator_name(const struct conn *conn)
+{
+	return conn->initiator == CONN_FROM_HOST ? "host" : "guest";
+}
+
+static void conn_log_open(const struct conn *conn)
+{
+	log_info("conn open: local %" PRIu32 " peer %" PRIu32 " from %s",
+		 conn->local_port, conn->peer_port, initiator_name(conn));
+}
+
+/* ------------------------------------------------------------------------
+ * lifecycle
+ */
+
+static void rx_fifo_remove(struct muxer *muxer, struct conn *conn)
+{
+	struct conn **link;
+	struct conn *previous = NULL;
+	if (!conn->in_rx_queue)
+		return;
+	for (link = &muxer->rx_head; *link; link = &(*link)->rx_next) {
+		if (*link == conn) {
+			*link = conn->rx_next;
+			if (muxer->rx_tail == conn)
+				muxer->rx_tail = previous;
+			break;
+		}
+		previous = *link;
+	}
+	conn->rx_next = NULL;
+	conn->in_rx_queue = false;
+}
+
+void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
+{
+	if (conn->state == CONN_ESTABLISHED || conn->state == CONN_HOST_REQUESTED ||
+	    conn->state == CONN_GUEST_CONNECTING) {
+		log_info("conn close: local %" PRIu32 " peer %" PRIu32
+			 " from %s, %" PRIu64 " bytes to host, %" PRIu64
+			 " bytes to guest: %s",
+			 conn->local_port, conn->peer_port, initiator_name(conn),
+			 conn->counters.bytes_to_host,
+			 conn->counters.bytes_to_guest, reason);
+	} else {
+		log_debug("conn slot %" PRIu32 " freed: %s", conn->slot, reason);
+	}
+	deadline_cancel(&muxer->deadlines, &conn->deadline);
+	rx_fifo_remove(muxer, conn);
+	conn_table_remove(&muxer->table, conn);
+	tx_ring_clear(&conn->ring);
+	if (conn->host_fd >= 0)
+		close(conn->host_fd);
+	conn->host_fd = -1;
+	if (conn->awaiting_broker) {
+		/* The broker still owes a reply naming this slot: keep the
+		 * slot until it arrives (conn_on_broker_connect frees it). */
+		conn->state = CONN_ABANDONED;
+		return;
+	}
+	conn_table_free(&muxer->table, conn);
+}
+
+void conn_reset(struct muxer *muxer, struct conn *conn, const char *reason)
+{
+	if (conn->hashed)
+		muxer_queue_orphan_rst(muxer, conn->local_port, conn->peer_port);
+	conn_destroy(muxer, conn, reason);
+}
+
+bool conn_wants_host_read(const struct muxer *muxer, const struct conn *conn)
+{
+	(void)muxer;
+	return conn->state == CONN_ESTABLISHED && conn->host_readable &&
+	       !conn->host_eof && !conn->guest_shut_rcv && conn->host_fd >= 0;
+}
+
+void conn_schedule_rx(struct muxer *muxer, struct conn *conn)
+{
+	bool has_work = conn->pending != 0 ||
+			(conn_wants_host_read(muxer, conn) && conn_peer_credit(conn) > 0);
+	if (!has_work || conn->in_rx_queue)
+		return;
+	conn->in_rx_queue = true;
+	conn->rx_next = NULL;
+	if (muxer->rx_tail)
+		muxer->rx_tail->rx_next = conn;
+	else
+		muxer->rx_head = conn;
+	muxer->rx_tail = conn;
+}
+
+static void queue_pending(struct muxer *muxer, struct conn *conn,
+			  enum conn_pending what)
+{
+	conn->pending |= what;
+	conn_schedule_rx(muxer, conn);
+}
+
+/*
+ * Called after bytes reached the host, the ring drained, or a shutdown bit
+ * changed: carry out whatever closing step has become possible.
+ */
+void conn_after_progress(struct muxer *muxer, struct conn *conn)
+{
+	uint32_t buf_alloc = muxer->options->tx_buffer_size;
+
+	if (conn->state != CONN_ESTABLISHED)
+		return;
+	if (tx_ring_used(&conn->ring) > 0)
+		goto credit;
+	if (conn->guest_shut_send && !conn->host_write_shut) {
+		/* everything the guest sent has been written: pass the EOF on */
+		shutdown(conn->host_fd, SHUT_WR);
+		conn->host_write_shut = true;
+	}
+	if (conn->guest_shut_send && conn->guest_shut_rcv) {
+		conn_reset(muxer, conn, "guest closed");
+		return;
+	}
+	if (conn->guest_shut_send && conn->host_eof &&
+	    !(conn->pending & CONN_PENDING_SHUTDOWN)) {
+		conn_reset(muxer, conn, "both directions closed");
+		return;
+	}
+credit:
+	if (!conn->guest_shut_send && conn_credit_update_due(conn, buf_alloc))
+		queue_pending(muxer, conn, CONN_PENDING_CREDIT_UPDATE);
+}
+
+/* ------------------------------------------------------------------------
+ * guest -> host data
+ */
+
+static int host_write_error(struct muxer *muxer, struct conn *conn, int error)
+{
+	log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
+			"conn local %" PRIu32 " peer %" PRIu32
+			": host socket write failed: %s",
+			conn->local_port, conn->peer_port, strerror(error));
+	conn_reset(muxer, conn, "host socket error");
+	return -1;
+}
+
+/* Write (or buffer) one RW payload. Returns 0, or -1 if conn is gone. */
+static int deliver_to_host(struct muxer *muxer, struct conn *conn,
+			   const struct iovec *payload, size_t payload_count,
+			   uint32_t length)
+{
+	size_t written = 0;
+
+	if (tx_ring_used(&conn->ring) == 0) {
+		ssize_t sent = writev(conn->host_fd, payload, (int)payload_count);
+		if (sent < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				return host_write_error(muxer, conn, errno);
+		} else {
+			written = (size_t)sent;
+		}
+	}
+	conn->fwd_cnt += (uint32_t)written;
+	conn->counters.bytes_to_host += written;
+	muxer->stats.bytes_to_host += written;
+	if (written < length) {
+		int result = tx_ring_append_iov(&conn->ring, payload, payload_count,
+					    written, length - written);
+		if (result < 0) {
+			log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
+					"conn local %" PRIu32 " peer %" PRIu32
+					": cannot buffer %zu bytes: %s",
+					conn->local_port, conn->peer_port,
+					(size_t)length - written, strerror(-result));
+			conn_reset(muxer, conn, "TX buffer failure");
+			return -1;
+		}
+		if (!conn->epollout_armed)
+			muxer_set_host_writable_interest(muxer, conn, true);
+	}
+	return 0;
+}
+
+/* Host socket writable: flush the ring. */
+static void flush_ring(struct muxer *muxer, struct conn *conn)
+{
+	while (tx_ring_used(&conn->ring) > 0) {
+		ssize_t flushed = tx_ring_flush(&conn->ring, conn->host_fd);
+		if (flushed == -EAGAIN || flushed == -EWOULDBLOCK)
+			return;
+		if (flushed == -EINTR)
+			continue;
+		if (flushed < 0) {
+			host_write_error(muxer, conn, (int)-flushed);
+			return;
+		}
+		conn->fwd_cnt += (uint32_t)flushed;
+		conn->counters.bytes_to_host += (uint64_t)flushed;
+		muxer->stats.bytes_to_host += (uint64_t)flushed;
+	}
+	muxer_set_host_writable_interest(muxer, conn, false);
+	if (conn->state == CONN_ESTABLISHED &&
+	    conn->deadline.armed && conn->guest_shut_rcv && conn->guest_shut_send)
+		deadline_cancel(&muxer->deadlines, &conn->deadline);
+	conn_after_progress(muxer, conn);
+}
+
+/* ------------------------------------------------------------------------
+ * guest ops: one handler each
+ */
+
+typedef void guest_op_handler(struct muxer *muxer, struct conn *conn,
+			      const struct vsock_header *header,
+			      const struct iovec *payload, size_t payload_count);
+
+static void refuse_guest_request(struct muxer *muxer,
+				 const struct vsock_header *header,
+				 enum muxer_refusal_reason reason,
+				 const char *why)
+{
+	muxer->stats.refused[reason]++;
+	log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
+			"guest connect from port %" PRIu32 " to %" PRIu32
+			" refused: %s",
+			header->src_port, header->dst_port, why);
+	muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+}
+
+static void on_guest_request(struct muxer *muxer, struct conn *conn,
+			     const struct vsock_header *header,
+			     const struct iovec *payload, size_t payload_count)
+{
+	(void)payload;
+	(void)payload_count;
+	if (conn) {
+		/* the guest reused a live port pair: both ends are confused */
+		conn_reset(muxer, conn, "duplicate REQUEST");
+		return;
+	}
+	conn = conn_table_alloc(&muxer->table);
+	if (!conn) {
+		refuse_guest_request(muxer, header, REFUSED_LIMIT,
+				     "connection limit reached (--max-connections)");
+		return;
+	}
+	conn->state = CONN_GUEST_CONNECTING;
+	conn->initiator = CONN_FROM_GUEST;
+	conn->local_port = header->dst_port;
+	conn->peer_port = header->src_port;
+	conn->peer_buf_alloc = header->buf_alloc;
+	conn->peer_fwd_cnt = header->fwd_cnt;
+	conn->connect_started_ns = monotonic_ns();
+	conn->counters.opened_ns = conn->connect_started_ns;
+	conn->counters.last_activity_ns = conn->connect_started_ns;
+	conn->connect_request_id = (conn->generation << 20) | conn->slot;
+	tx_ring_init(&conn->ring, muxer->options->tx_buffer_size);
+	if (conn_table_insert(&muxer->table, conn) < 0 ||
+	    muxer_send_connect_request(muxer, conn->connect_request_id,
+				       header->dst_port) < 0) {
+		conn_table_remove(&muxer->table, conn);
+		conn_table_free(&muxer->table, conn);
+		refuse_guest_request(muxer, header, REFUSED_NO_HOST_LISTENER,
+				     "broker unavailable");
+		return;
+	}
+	conn->awaiting_broker = true;
+	deadline_arm(&muxer->deadlines, &conn->deadline, CONN_DEADLINE_CONNECT);
+}
+
+static void on_guest_response(struct muxer *muxer, struct conn *conn,
+			      const struct vsock_header *header,
+			      const struct iovec *payload, size_t payload_count)
+{
+	char reply[32];
+	int length;
+	(void)payload;
+	(void)payload_count;
+	if (!conn || conn->state != CONN_HOST_REQUESTED) {
+		if (conn)
+			conn_reset(muxer, conn, "unexpected RESPONSE");
+		else
+			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+		return;
+	}
+	deadline_cancel(&muxer->deadlines, &conn->deadline);
+	conn->state = CONN_ESTABLISHED;
+	length = snprintf(reply, sizeof(reply), "OK %" PRIu32 "\n", conn->local_port);
+	if (send(conn->host_fd, reply, (size_t)length, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+	    length) {
+		conn_reset(muxer, conn, "host client gone before OK");
+		return;
+	}
+	muxer->stats.connections_total[CONN_FROM_HOST]++;
+	if (muxer->table.in_use > muxer->stats.connections_peak)
+		muxer->stats.connections_peak = muxer->table.in_use;
+	conn_log_open(conn);
+	/* Bytes the client sent after its CONNECT line are waiting unread,
+	 * and an edge-triggered epoll will not report them again. */
+	conn->host_readable = true;
+	conn_schedule_rx(muxer, conn);
+}
+
+static void on_guest_rst(struct muxer *muxer, struct conn *conn,
+			 const struct vsock_header *header,
+			 const struct iovec *payload, size_t payload_count)
+{
+	(void)header;
+	(void)payload;
+	(void)payload_count;
+	muxer->stats.rst_received++;
+	if (!conn)
+		return; /* never answer an RST */
+	if (conn->state == CONN_HOST_REQUESTED)
+		muxer->stats.refused[REFUSED_GUEST_REFUSED]++;
+	/* ports are freed; no RST goes back */
+	conn_table_remove(&muxer->table, conn);
+	conn_destroy(muxer, conn, "guest sent RST");
+}
+
+static void on_guest_shutdown(struct muxer *muxer, struct conn *conn,
+			      const struct vsock_header *header,
+			      const struct iovec *payload, size_t payload_count)
+{
+	(void)payload;
+	(void)payload_count;
+	if (!conn || conn->state != CONN_ESTABLISHED) {
+		if (conn)
+			conn_reset(muxer, conn, "SHUTDOWN before established");
+		else
+			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+		return;
+	}
+	if (header->flags & VSOCK_SHUTDOWN_RCV)
+		conn->guest_shut_rcv = true;
+	if (header->flags & VSOCK_SHUTDOWN_SEND)
+		conn->guest_shut_send = true;
+	if (conn->guest_shut_rcv && conn->guest_shut_send &&
+	    tx_ring_used(&conn->ring) > 0)
+		deadline_arm(&muxer->deadlines, &conn->deadline,
+			     CONN_DEADLINE_SHUTDOWN);
+	conn_after_progress(muxer, conn);
+}
+
+static void on_guest_rw(struct muxer *muxer, struct conn *conn,
+			const struct vsock_header *header,
+			const struct iovec *payload, size_t payload_count)
+{
+	uint32_t buf_alloc = muxer->options->tx_buffer_size;
+	if (!conn || conn->state != CONN_ESTABLISHED) {
+		if (conn)
+			conn_reset(muxer, conn, "RW before established");
+		else
+			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+		return;
+	}
+	if (header->len == 0)
+		return;
+	if (conn->guest_shut_send) {
+		conn_reset(muxer, conn, "RW after guest SHUTDOWN(SEND)");
+		return;
+	}
+	/* in flight = received but not yet written to the host */
+	if ((uint64_t)(conn->rx_cnt - conn->fwd_cnt) + header->len > buf_alloc) {
+		muxer->stats.dropped[DROP_CREDIT_VIOLATION]++;
+		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+				"conn local %" PRIu32 " peer %" PRIu32
+				": guest sent %" PRIu32 " bytes beyond its credit",
+				conn->local_port, conn->peer_port, header->len);
+		conn_reset(muxer, conn, "guest exceeded credit");
+		return;
+	}
+	conn->rx_cnt += header->len;
+	if (deliver_to_host(muxer, conn, payload, payload_count, header->len) < 0)
+		return;
+	conn_after_progress(muxer, conn);
+}
+
+static void on_guest_credit_update(struct muxer *muxer, struct conn *conn,
+				   const struct vsock_header *header,
+				   const struct iovec *payload,
+				   size_t payload_count)
+{
+	(void)muxer;
+	(void)header;
+	(void)payload;
+	(void)payload_count;
+	(void)conn; /* credit fields were already taken from the header */
+}
+
+static void on_guest_credit_request(struct muxer *muxer, struct conn *conn,
+				    const struct vsock_header *header,
+				    const struct iovec *payload,
+				    size_t payload_count)
+{
+	(void)header;
+	(void)payload;
+	(void)payload_count;
+	if (conn && conn->state == CONN_ESTABLISHED)
+		queue_pending(muxer, conn, CONN_PENDING_CREDIT_UPDATE);
+}
+
+static guest_op_handler *const guest_op_handlers[] = {
+	[VSOCK_OP_REQUEST] = on_guest_request,
+	[VSOCK_OP_RESPONSE] = on_guest_response,
+	[VSOCK_OP_RST] = on_guest_rst,
+	[VSOCK_OP_SHUTDOWN] = on_guest_shutdown,
+	[VSOCK_OP_RW] = on_guest_rw,
+	[VSOCK_OP_CREDIT_UPDATE] = on_guest_credit_update,
+	[VSOCK_OP_CREDIT_REQUEST] = on_guest_credit_request,
+};
+
+void conn_handle_guest_packet(struct muxer *muxer,
+			      const struct vsock_header *header,
+			      const struct iovec *payload, size_t payload_count)
+{
+	struct conn *conn = conn_table_lookup(&muxer->table, header->dst_port,
+					      header->src_port);
+	guest_op_handler *handler = NULL;
+	uint32_t credit_before = 0;
+
+	if (header->op < sizeof(guest_op_handlers) / sizeof(guest_op_handlers[0]))
+		handler = guest_op_handlers[header->op];
+	if (!handler) {
+		muxer->stats.dropped[DROP_BAD_OP]++;
+		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+				"guest packet with unknown op %u from port %" PRIu32,
+				header->op, header->src_port);
+		if (conn)
+			conn_reset(muxer, conn, "unknown op");
+		else
+			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+		return;
+	}
+	if (header->type != VSOCK_TYPE_STREAM) {
+		muxer->stats.dropped[DROP_BAD_OP]++;
+		log_ratelimited(&muxer->packet_log, LOG_LEVEL_INFO,
+				"guest %s with unsupported type %u from port %" PRIu32,
+				vsock_op_name(header->op), header->type,
+				header->src_port);
+		if (header->op == VSOCK_OP_RST)
+			return;
+		if (conn)
+			conn_reset(muxer, conn, "unsupported socket type");
+		else
+			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+		return;
+	}
+	if (conn) {
+		credit_before = conn_peer_credit(conn);
+		conn->peer_buf_alloc = header->buf_alloc;
+		conn->peer_fwd_cnt = header->fwd_cnt;
+		conn->counters.packets_from_guest++;
+		conn->counters.last_activity_ns = monotonic_ns();
+	}
+	handler(muxer, conn, header, payload, payload_count);
+	/* conn may be gone now; look it up again before using it */
+	conn = conn_table_lookup(&muxer->table, header->dst_port, header->src_port);
+	if (conn && credit_before == 0 && conn_peer_credit(conn) > 0) {
+		conn_schedule_rx(muxer, conn);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * host side
+ */
+
+void conn_adopt_host_client(struct muxer *muxer, int fd)
+{
+	struct conn *conn = conn_table_alloc(&muxer->table);
+	if (!conn) {
+		muxer->stats.refused[REFUSED_LIMIT]++;
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
+				"host client refused: connection limit %" PRIu32
+				" reached (--max-connections)",
+				muxer->options->max_connections);
+		close(fd);
+		return;
+	}
+	conn->state = CONN_HOST_HANDSHAKE;
+	conn->initiator = CONN_FROM_HOST;
+	conn->host_fd = fd;
+	conn->counters.opened_ns = monotonic_ns();
+	conn->counters.last_activity_ns = conn->counters.opened_ns;
+	connect_cmd_init(&conn->handshake);
+	tx_ring_init(&conn->ring, muxer->options->tx_buffer_size);
+	if (muxer_watch_host(muxer, conn) < 0) {
+		conn_destroy(muxer, conn, "epoll registration failed");
+		return;
+	}
+	deadline_arm(&muxer->deadlines, &conn->deadline, CONN_DEADLINE_HANDSHAKE);
+}
+
+static void refuse_host_client(struct muxer *muxer, struct conn *conn,
+			       enum muxer_refusal_reason reason, const char *why)
+{
+	muxer->stats.refused[reason]++;
+	log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
+			"host client refused: %s", why);
+	conn_destroy(muxer, conn, why);
+}
+
+/* Read the CONNECT line without consuming a byte beyond its newline. */
+static void read_handshake(struct muxer *muxer, struct conn *conn)
+{
+	char peeked[CONNECT_CMD_MAX_LINE];
+	for (;;) {
+		size_t consumed = 0;
+		uint32_t port = 0;
+		enum connect_cmd_status status;
+		ssize_t got = recv(conn->host_fd, peeked, sizeof(peeked),
+				   MSG_PEEK | MSG_DONTWAIT);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				refuse_host_client(muxer, conn, REFUSED_BAD_CONNECT_LINE,
+						   "host client read error");
+			return;
+		}
+		if (got == 0) {
+			refuse_host_client(muxer, conn, REFUSED_BAD_CONNECT_LINE,
+					   "host client closed before CONNECT");
+			return;
+		}
+		status = connect_cmd_feed(&conn->handshake, peeked, (size_t)got,
+					  &consumed, &port);
+		if (status == CONNECT_CMD_INVALID) {
+			refuse_host_client(muxer, conn, REFUSED_BAD_CONNECT_LINE,
+					   "malformed CONNECT line");
+			return;
+		}
+		/* consume exactly the line's bytes; the rest is stream data */
+		if (consumed > 0 &&
+		    recv(conn->host_fd, peeked, consumed, MSG_DONTWAIT) != (ssize_t)consumed) {
+			refuse_host_client(muxer, conn, REFUSED_BAD_CONNECT_LINE,
+					   "host client read error");
+			return;
+		}
+		if (status == CONNECT_CMD_DONE) {
+			conn->peer_port = port;
+			conn->local_port = conn_table_allocate_local_port(&muxer->table, port);
+			if (conn->local_port == 0 || conn_table_insert(&muxer->table, conn) < 0) {
+				refuse_host_client(muxer, conn, REFUSED_LIMIT,
+						   "no free local port");
+				return;
+			}
+			conn->state = CONN_HOST_REQUESTED;
+			deadline_arm(&muxer->deadlines, &conn->deadline,
+				     CONN_DEADLINE_CONNECT);
+			queue_pending(muxer, conn, CONN_PENDING_REQUEST);
+			return;
+		}
+	}
+}
+
+void conn_on_host_event(struct muxer *muxer, struct conn *conn, uint32_t events)
+{
+	uint32_t generation = conn->generation;
+
+	if (conn->state == CONN_HOST_HANDSHAKE) {
+		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			read_handshake(muxer, conn);
+		return;
+	}
+	if (conn->state == CONN_HOST_REQUESTED) {
+		/* data waits in the socket until the guest accepts; a hang-up
+		 * is noticed when we read or write */
+		return;
+	}
+	if (conn->state != CONN_ESTABLISHED)
+		return;
+	if (events & EPOLLOUT)
+		flush_ring(muxer, conn);
+	if (conn->state != CONN_ESTABLISHED || conn->generation != generation)
+		return;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		conn->host_readable = true;
+		if (conn_peer_credit(conn) == 0)
+			muxer->stats.waits_for_credit++;
+		conn_schedule_rx(muxer, conn);
+	}
+}
+
+void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
+			    int error, int fd)
+{
+	uint32_t slot = request_id & 0xfffffu;
+	struct conn *conn = NULL;
+	uint64_t elapsed;
+
+	if (slot < muxer->table.capacity)
+		conn = &muxer->table.slots[slot];
+	if (!conn || conn->connect_request_id != request_id ||
+	    (conn->state != CONN_GUEST_CONNECTING && conn->state != CONN_ABANDONED)) {
+		log_warn("broker reply for unknown connect request %" PRIu32, request_id);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	conn->awaiting_broker = false;
+	elapsed = monotonic_ns() - conn->connect_started_ns;
+	muxer->stats.broker_connects++;
+	muxer->stats.broker_connect_ns_sum += elapsed;
+	if (elapsed > muxer->stats.broker_connect_ns_max)
+		muxer->stats.broker_connect_ns_max = elapsed;
+	if (conn->state == CONN_ABANDONED) {
+		if (fd >= 0)
+			close(fd);
+		conn_table_free(&muxer->table, conn);
+		return;
+	}
+	if (error != 0 || fd < 0) {
+		muxer->stats.refused[REFUSED_NO_HOST_LISTENER]++;
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
+				"guest connect from port %" PRIu32 " to %" PRIu32
+				" refused: %s",
+				conn->peer_port, conn->local_port, strerror(error));
+		if (fd >= 0)
+			close(fd);
+		conn_reset(muxer, conn, "no host listener");
+		return;
+	}
+	deadline_cancel(&muxer->deadlines, &conn->deadline);
+	conn->host_fd = fd;
+	conn->state = CONN_ESTABLISHED;
+	if (muxer_watch_host(muxer, conn) < 0) {
+		conn_reset(muxer, conn, "epoll registration failed");
+		return;
+	}
+	muxer->stats.connections_total[CONN_FROM_GUEST]++;
+	if (muxer->table.in_use > muxer->stats.connections_peak)
+		muxer->stats.connections_peak = muxer->table.in_use;
+	conn_log_open(conn);
+	queue_pending(muxer, conn, CONN_PENDING_RESPONSE);
+}
+
+void conn_on_deadline(struct muxer *muxer, struct conn *conn)
+{
+	switch (conn->state) {
+	case CONN_HOST_HANDSHAKE:
+		refuse_host_client(muxer, conn, REFUSED_HANDSHAKE_TIMEOUT,
+				   "no CONNECT line in time");
+		break;
+	case CONN_HOST_REQUESTED:
+		muxer->stats.refused[REFUSED_GUEST_REFUSED]++;
+		conn_reset(muxer, conn, "guest did not answer REQUEST in time");
+		break;
+	case CONN_GUEST_CONNECTING:
+		conn_reset(muxer, conn, "broker did not answer in time");
+		break;
+	case CONN_ESTABLISHED:
+		conn_reset(muxer, conn, "close timed out with data unflushed");
+		break;
+	default:
+		break;
+	}
+}

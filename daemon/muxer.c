@@ -1,2 +1,680 @@
-/* placeholder: daemon/muxer.c (being written) */
-typedef int placeholder_unit;
+/*
+ * muxer.c - the muxer's event loop and its two data paths.
+ *
+ * Why this shape (design.md section 4): the guest-to-host path writes
+ * straight from the guest's TX buffers to the host socket; the host-to-
+ * guest path reads straight into guest RX buffers, several at a time with
+ * one readv. Nothing is allocated per packet. Host sockets are registered
+ * edge-triggered, so a connection with no guest credit or no RX buffers is
+ * simply not looked at until credit or buffers arrive (no busy loop);
+ * EPOLLOUT interest exists only while a connection's TX ring holds data.
+ *
+ * Owns: the epoll set and the order in which work is done each turn.
+ * Never: blocks (every fd is non-blocking), or lets one guest, frontend or
+ * host client stall the others: TX work per turn is bounded.
+ */
+#include "muxer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "vsockmux/iov.h"
+#include "vsockmux/ipc.h"
+
+#define MUXER_RX_PACKET_BUDGET 1024u
+#define MUXER_ORPHAN_EXTRA 256u
+
+static uint64_t event_tag(enum muxer_event_kind kind, uint32_t generation,
+			  uint32_t slot)
+{
+	return ((uint64_t)kind << 56) | ((uint64_t)(generation & 0xffffffu) << 32) |
+	       slot;
+}
+
+static int epoll_add(struct muxer *muxer, int fd, uint32_t events, uint64_t tag)
+{
+	struct epoll_event event = { .events = events, .data.u64 = tag };
+	if (epoll_ctl(muxer->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0) {
+		log_error("epoll_ctl(ADD fd %d): %s", fd, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int muxer_watch_host(struct muxer *muxer, struct conn *conn)
+{
+	return epoll_add(muxer, conn->host_fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
+			 event_tag(MUXER_EVENT_HOST, conn->generation, conn->slot));
+}
+
+void muxer_set_host_writable_interest(struct muxer *muxer, struct conn *conn,
+				      bool want)
+{
+	struct epoll_event event = {
+		.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (want ? EPOLLOUT : 0),
+		.data.u64 = event_tag(MUXER_EVENT_HOST, conn->generation, conn->slot),
+	};
+	if (conn->epollout_armed == want || conn->host_fd < 0)
+		return;
+	if (epoll_ctl(muxer->epoll_fd, EPOLL_CTL_MOD, conn->host_fd, &event) < 0) {
+		log_error("epoll_ctl(MOD fd %d): %s", conn->host_fd, strerror(errno));
+		return;
+	}
+	conn->epollout_armed = want;
+}
+
+void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
+			    uint32_t peer_port)
+{
+	uint32_t tail;
+	if (muxer->orphan_count == muxer->orphan_capacity) {
+		muxer->stats.dropped[DROP_RST_QUEUE_FULL]++;
+		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+				"RST queue full; RST for port %" PRIu32 " dropped",
+				peer_port);
+		return;
+	}
+	tail = (muxer->orphan_head + muxer->orphan_count) % muxer->orphan_capacity;
+	muxer->orphans[tail].local_port = local_port;
+	muxer->orphans[tail].peer_port = peer_port;
+	muxer->orphan_count++;
+}
+
+/* ------------------------------------------------------------------------
+ * host -> guest (RX queue)
+ */
+
+/* Next guest RX buffer: a spare one first, else a fresh pop. */
+static bool rx_take_buffer(struct muxer *muxer, struct rx_buffer *buffer)
+{
+	struct virtq *queue = &muxer->device.queues[VSOCK_QUEUE_RX];
+	for (;;) {
+		if (muxer->spare_rx_count > 0) {
+			*buffer = muxer->spare_rx[--muxer->spare_rx_count];
+		} else if (virtq_pop(queue, &muxer->device.memory, buffer->iov,
+				     MUXER_RX_SEGMENTS, &buffer->chain) != 1) {
+			return false;
+		}
+		if (buffer->chain.length >= VSOCK_HEADER_SIZE)
+			return true;
+		/* too small to carry even a header */
+		muxer->stats.dropped[DROP_RX_BUFFER_TOO_SMALL]++;
+		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+				"guest RX buffer of %zu bytes is smaller than a header",
+				buffer->chain.length);
+		virtq_push(queue, buffer->chain.head, 0);
+	}
+}
+
+static void rx_keep_spare(struct muxer *muxer, const struct rx_buffer *buffer)
+{
+	muxer->spare_rx[muxer->spare_rx_count++] = *buffer;
+}
+
+static void fill_header(const struct muxer *muxer, struct vsock_header *header,
+			uint32_t local_port, uint32_t peer_port, uint16_t op)
+{
+	memset(header, 0, sizeof(*header));
+	header->src_cid = VSOCK_HOST_CID;
+	header->dst_cid = muxer->options->guest_cid;
+	header->src_port = local_port;
+	header->dst_port = peer_port;
+	header->type = VSOCK_TYPE_STREAM;
+	header->op = op;
+}
+
+static void conn_stamp_header(const struct muxer *muxer, struct conn *conn,
+			      struct vsock_header *header)
+{
+	header->buf_alloc = muxer->options->tx_buffer_size;
+	header->fwd_cnt = conn->fwd_cnt;
+	conn->fwd_cnt_sent = conn->fwd_cnt;
+	conn->pending &= ~(uint32_t)CONN_PENDING_CREDIT_UPDATE;
+}
+
+static void rx_publish(struct muxer *muxer, const struct rx_buffer *buffer,
+		       const struct vsock_header *header)
+{
+	uint8_t wire[VSOCK_HEADER_SIZE];
+	vsock_header_encode(header, wire);
+	iov_copy_in(buffer->iov, buffer->chain.iov_count, 0, wire, sizeof(wire));
+	virtq_push(&muxer->device.queues[VSOCK_QUEUE_RX], buffer->chain.head,
+		   VSOCK_HEADER_SIZE + header->len);
+	muxer->stats.packets_to_guest++;
+	if (header->op == VSOCK_OP_RST)
+		muxer->stats.rst_sent++;
+}
+
+/* Send one header-only packet. false when the guest has no RX buffer. */
+static bool rx_send_control(struct muxer *muxer, const struct vsock_header *header)
+{
+	struct rx_buffer buffer;
+	if (!rx_take_buffer(muxer, &buffer))
+		return false;
+	rx_publish(muxer, &buffer, header);
+	return true;
+}
+
+/* The next control packet conn owes, in protocol order. */
+static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
+{
+	static const struct {
+		enum conn_pending bit;
+		uint16_t op;
+		uint32_t flags;
+	} order[] = {
+		{ CONN_PENDING_REQUEST, VSOCK_OP_REQUEST, 0 },
+		{ CONN_PENDING_RESPONSE, VSOCK_OP_RESPONSE, 0 },
+		{ CONN_PENDING_CREDIT_UPDATE, VSOCK_OP_CREDIT_UPDATE, 0 },
+		{ CONN_PENDING_SHUTDOWN, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND },
+	};
+	struct vsock_header header;
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		if (!(conn->pending & order[i].bit))
+			continue;
+		fill_header(muxer, &header, conn->local_port, conn->peer_port,
+			    order[i].op);
+		header.flags = order[i].flags;
+		conn_stamp_header(muxer, conn, &header);
+		if (!rx_send_control(muxer, &header))
+			return false;
+		conn->pending &= ~(uint32_t)order[i].bit;
+		conn->counters.packets_to_guest++;
+		if (order[i].bit == CONN_PENDING_SHUTDOWN)
+			conn_after_progress(muxer, conn);
+		return true;
+	}
+	return true;
+}
+
+enum rx_fill_result {
+	RX_FILL_DONE,          /* made progress or nothing more to read */
+	RX_FILL_NO_BUFFERS,    /* the guest must post RX buffers first */
+};
+
+/* One readv from the host socket into as many guest buffers as credit
+ * allows. */
+static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *conn)
+{
+	struct rx_buffer buffers[MUXER_RX_BATCH];
+	uint32_t limits[MUXER_RX_BATCH];
+	struct iovec read_iov[MUXER_RX_BATCH * MUXER_RX_SEGMENTS];
+	size_t buffer_count = 0, iov_count = 0, wanted = 0;
+	uint32_t credit = conn_peer_credit(conn);
+	ssize_t got;
+	size_t remaining;
+	size_t used = 0;
+
+	if (credit == 0) {
+		muxer->stats.waits_for_credit++;
+		return RX_FILL_DONE;
+	}
+	while (buffer_count < MUXER_RX_BATCH && wanted < credit) {
+		struct rx_buffer *buffer = &buffers[buffer_count];
+		size_t room, limit;
+		if (!rx_take_buffer(muxer, buffer))
+			break;
+		room = buffer->chain.length - VSOCK_HEADER_SIZE;
+		if (room == 0) {
+			rx_keep_spare(muxer, buffer); /* good for control packets */
+			break;
+		}
+		limit = room < credit - wanted ? room : credit - wanted;
+		iov_count += iov_slice(buffer->iov, buffer->chain.iov_count,
+				       VSOCK_HEADER_SIZE, limit, read_iov + iov_count,
+				       MUXER_RX_SEGMENTS);
+		limits[buffer_count++] = (uint32_t)limit;
+		wanted += limit;
+	}
+	if (buffer_count == 0) {
+		muxer->stats.waits_for_rx_buffers++;
+		return RX_FILL_NO_BUFFERS;
+	}
+	got = readv(conn->host_fd, read_iov, (int)iov_count);
+	if (got < 0 && errno == EINTR)
+		got = readv(conn->host_fd, read_iov, (int)iov_count);
+	if (got > 0) {
+		remaining = (size_t)got;
+		for (; used < buffer_count && remaining > 0; used++) {
+			struct vsock_header header;
+			uint32_t length = remaining < limits[used] ? (uint32_t)remaining
+								   : limits[used];
+			fill_header(muxer, &header, conn->local_port, conn->peer_port,
+				    VSOCK_OP_RW);
+			header.len = length;
+			conn_stamp_header(muxer, conn, &header);
+			rx_publish(muxer, &buffers[used], &header);
+			remaining -= length;
+			conn->tx_cnt += length;
+			conn->counters.packets_to_guest++;
+		}
+		conn->counters.bytes_to_guest += (uint64_t)got;
+		muxer->stats.bytes_to_guest += (uint64_t)got;
+		conn->counters.last_activity_ns = monotonic_ns();
+		if ((size_t)got < wanted)
+			conn->host_readable = false; /* drained; wait for an edge */
+	} else if (got == 0) {
+		conn->host_readable = false;
+		conn->host_eof = true;
+		conn->pending |= CONN_PENDING_SHUTDOWN;
+	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		conn->host_readable = false;
+	} else {
+		int error = errno;
+		for (; used < buffer_count; used++)
+			rx_keep_spare(muxer, &buffers[used]);
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
+				"conn local %" PRIu32 " peer %" PRIu32
+				": host socket read failed: %s",
+				conn->local_port, conn->peer_port, strerror(error));
+		conn_reset(muxer, conn, "host socket error");
+		return RX_FILL_DONE;
+	}
+	for (; used < buffer_count; used++)
+		rx_keep_spare(muxer, &buffers[used]);
+	return RX_FILL_DONE;
+}
+
+static struct conn *rx_fifo_pop(struct muxer *muxer)
+{
+	struct conn *conn = muxer->rx_head;
+	if (!conn)
+		return NULL;
+	muxer->rx_head = conn->rx_next;
+	if (!muxer->rx_head)
+		muxer->rx_tail = NULL;
+	conn->rx_next = NULL;
+	conn->in_rx_queue = false;
+	return conn;
+}
+
+static void rx_fifo_push_front(struct muxer *muxer, struct conn *conn)
+{
+	conn->rx_next = muxer->rx_head;
+	muxer->rx_head = conn;
+	if (!muxer->rx_tail)
+		muxer->rx_tail = conn;
+	conn->in_rx_queue = true;
+}
+
+/* false when the guest ran out of RX buffers. */
+static bool rx_drain_work(struct muxer *muxer, unsigned *budget)
+{
+	while (muxer->orphan_count > 0) {
+		struct vsock_header header;
+		const struct orphan_rst *orphan = &muxer->orphans[muxer->orphan_head];
+		fill_header(muxer, &header, orphan->local_port, orphan->peer_port,
+			    VSOCK_OP_RST);
+		if (!rx_send_control(muxer, &header))
+			return false;
+		muxer->orphan_head = (muxer->orphan_head + 1) % muxer->orphan_capacity;
+		muxer->orphan_count--;
+	}
+	while (*budget > 0) {
+		struct conn *conn = rx_fifo_pop(muxer);
+		uint32_t generation;
+		if (!conn)
+			return true;
+		(*budget)--;
+		generation = conn->generation;
+		if (conn->pending) {
+			if (!rx_send_pending(muxer, conn)) {
+				rx_fifo_push_front(muxer, conn);
+				return false;
+			}
+		} else if (conn_wants_host_read(muxer, conn)) {
+			if (rx_fill_from_host(muxer, conn) == RX_FILL_NO_BUFFERS) {
+				rx_fifo_push_front(muxer, conn);
+				return false;
+			}
+		}
+		/* conn may have been reset meanwhile (then its slot is free) */
+		if (conn->state != CONN_FREE && conn->generation == generation)
+			conn_schedule_rx(muxer, conn);
+		if (muxer->orphan_count > 0)
+			return rx_drain_work(muxer, budget);
+	}
+	return true;
+}
+
+void muxer_process_rx(struct muxer *muxer)
+{
+	struct virtq *queue = &muxer->device.queues[VSOCK_QUEUE_RX];
+	unsigned budget = MUXER_RX_PACKET_BUDGET;
+
+	if (!virtq_is_ready(queue))
+		return;
+	while (muxer->rx_head || muxer->orphan_count > 0) {
+		if (rx_drain_work(muxer, &budget))
+			break;
+		/* out of buffers: ask for a kick, unless some arrived meanwhile */
+		if (!virtq_enable_kicks(queue))
+			break;
+	}
+	virtq_notify(queue);
+}
+
+/* ------------------------------------------------------------------------
+ * guest -> host (TX queue)
+ */
+
+static void drop_packet(struct muxer *muxer, enum muxer_drop_reason reason,
+			const char *what, const struct vsock_header *header)
+{
+	muxer->stats.dropped[reason]++;
+	log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+			"guest packet dropped: %s (op %s, src %" PRIu64 ":%" PRIu32
+			", dst %" PRIu64 ":%" PRIu32 ", len %" PRIu32 ")",
+			what, vsock_op_name(header->op), header->src_cid,
+			header->src_port, header->dst_cid, header->dst_port,
+			header->len);
+}
+
+static void handle_tx_chain(struct muxer *muxer, const struct virtq_chain *chain)
+{
+	uint8_t wire[VSOCK_HEADER_SIZE];
+	struct vsock_header header;
+	size_t payload_count;
+
+	muxer->stats.packets_from_guest++;
+	if (chain->length < VSOCK_HEADER_SIZE) {
+		muxer->stats.dropped[DROP_SHORT_HEADER]++;
+		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+				"guest TX chain of %zu bytes is shorter than a header",
+				chain->length);
+		return;
+	}
+	/* copy once, validate the copy: the guest may change its memory */
+	iov_copy_out(muxer->tx_iov, chain->iov_count, 0, wire, sizeof(wire));
+	vsock_header_decode(wire, &header);
+	if (header.src_cid != muxer->options->guest_cid) {
+		drop_packet(muxer, DROP_BAD_SRC_CID, "source CID is not the guest's", &header);
+		return;
+	}
+	if (header.dst_cid != VSOCK_HOST_CID) {
+		drop_packet(muxer, DROP_BAD_DST_CID, "destination CID is not the host", &header);
+		return;
+	}
+	if (header.len > chain->length - VSOCK_HEADER_SIZE ||
+	    (header.op != VSOCK_OP_RW && header.len != 0)) {
+		struct conn *conn = conn_table_lookup(&muxer->table, header.dst_port,
+						      header.src_port);
+		drop_packet(muxer, DROP_BAD_LENGTH, "length does not match the buffer", &header);
+		if (conn && header.op != VSOCK_OP_RST)
+			conn_reset(muxer, conn, "malformed packet");
+		return;
+	}
+	payload_count = iov_slice(muxer->tx_iov, chain->iov_count, VSOCK_HEADER_SIZE,
+				  header.len, muxer->tx_payload_iov, VIRTQ_MAX_SIZE);
+	conn_handle_guest_packet(muxer, &header, muxer->tx_payload_iov, payload_count);
+}
+
+void muxer_process_tx(struct muxer *muxer)
+{
+	struct virtq *queue = &muxer->device.queues[VSOCK_QUEUE_TX];
+	unsigned budget = MUXER_TX_BUDGET;
+	struct virtq_chain chain;
+
+	muxer->tx_backlog = false;
+	if (!virtq_is_ready(queue))
+		return;
+	for (;;) {
+		while (budget > 0 &&
+		       virtq_pop(queue, &muxer->device.memory, muxer->tx_iov,
+				 VIRTQ_MAX_SIZE, &chain) == 1) {
+			budget--;
+			handle_tx_chain(muxer, &chain);
+			virtq_push(queue, chain.head, 0);
+		}
+		if (budget == 0) {
+			muxer->tx_backlog = true; /* come back after other events */
+			break;
+		}
+		if (!virtq_enable_kicks(queue))
+			break;
+	}
+	virtq_notify(queue);
+}
+
+/* ------------------------------------------------------------------------
+ * vhost-user device callbacks
+ */
+
+static void on_kick_fd_changed(void *opaque, unsigned queue_index, int old_fd,
+			       int new_fd)
+{
+	struct muxer *muxer = opaque;
+	enum muxer_event_kind kind = queue_index == VSOCK_QUEUE_RX ? MUXER_EVENT_KICK_RX
+								   : MUXER_EVENT_KICK_TX;
+	if (old_fd >= 0)
+		epoll_ctl(muxer->epoll_fd, EPOLL_CTL_DEL, old_fd, NULL);
+	if (new_fd >= 0)
+		epoll_add(muxer, new_fd, EPOLLIN, event_tag(kind, 0, 0));
+}
+
+static void on_queue_state_changed(void *opaque, unsigned queue_index, bool ready)
+{
+	struct muxer *muxer = opaque;
+	log_debug("queue %u %s", queue_index, ready ? "ready" : "stopped");
+	if (!ready)
+		return;
+	if (queue_index == VSOCK_QUEUE_TX)
+		muxer_process_tx(muxer);
+	muxer_process_rx(muxer);
+}
+
+static void drop_all_connections(struct muxer *muxer, const char *reason)
+{
+	for (uint32_t slot = 0; slot < muxer->table.capacity; slot++) {
+		struct conn *conn = &muxer->table.slots[slot];
+		if (conn->state != CONN_FREE && conn->state != CONN_ABANDONED)
+			conn_destroy(muxer, conn, reason);
+	}
+	muxer->orphan_count = 0;
+	muxer->orphan_head = 0;
+	muxer->spare_rx_count = 0;
+	muxer->tx_backlog = false;
+}
+
+static void on_device_reset(void *opaque)
+{
+	drop_all_connections(opaque, "VMM reset the device");
+}
+
+static const struct vhost_user_callbacks device_callbacks = {
+	.kick_fd_changed = on_kick_fd_changed,
+	.queue_state_changed = on_queue_state_changed,
+	.device_reset = on_device_reset,
+};
+
+static void detach_frontend(struct muxer *muxer)
+{
+	log_info("vhost-user frontend detached; every connection reset");
+	vhost_user_detach(&muxer->device);
+	muxer_send_vmm_detached(muxer);
+}
+
+/* ------------------------------------------------------------------------
+ * the loop
+ */
+
+void muxer_attach_frontend(struct muxer *muxer, int fd)
+{
+	if (vhost_user_is_attached(&muxer->device)) {
+		log_error("broker sent a second frontend while one is attached; closing it");
+		close(fd);
+		return;
+	}
+	vhost_user_attach(&muxer->device, fd);
+	if (epoll_add(muxer, fd, EPOLLIN, event_tag(MUXER_EVENT_VHOST_USER, 0, 0)) < 0)
+		detach_frontend(muxer);
+}
+
+static void handle_timer(struct muxer *muxer)
+{
+	struct deadline_entry *entry;
+	uint64_t now = monotonic_ns();
+	deadline_acknowledge(&muxer->deadlines);
+	while ((entry = deadline_pop_expired(&muxer->deadlines, now)) != NULL) {
+		struct conn *conn = (struct conn *)((char *)entry -
+						    offsetof(struct conn, deadline));
+		conn_on_deadline(muxer, conn);
+	}
+	deadline_reprogram(&muxer->deadlines);
+}
+
+static void handle_event(struct muxer *muxer, const struct epoll_event *event)
+{
+	enum muxer_event_kind kind = (enum muxer_event_kind)(event->data.u64 >> 56);
+	uint32_t generation = (uint32_t)(event->data.u64 >> 32) & 0xffffffu;
+	uint32_t slot = (uint32_t)event->data.u64;
+	struct conn *conn;
+
+	switch (kind) {
+	case MUXER_EVENT_CHANNEL:
+		muxer_handle_channel(muxer);
+		break;
+	case MUXER_EVENT_VHOST_USER:
+		if (vhost_user_handle_readable(&muxer->device) < 0)
+			detach_frontend(muxer);
+		break;
+	case MUXER_EVENT_KICK_RX:
+		virtq_drain_kick(&muxer->device.queues[VSOCK_QUEUE_RX]);
+		muxer_process_rx(muxer);
+		break;
+	case MUXER_EVENT_KICK_TX:
+		virtq_drain_kick(&muxer->device.queues[VSOCK_QUEUE_TX]);
+		muxer_process_tx(muxer);
+		break;
+	case MUXER_EVENT_TIMER:
+		handle_timer(muxer);
+		break;
+	case MUXER_EVENT_HOST:
+		conn = conn_table_by_slot(&muxer->table, slot, generation);
+		if (conn)
+			conn_on_host_event(muxer, conn, event->events);
+		break;
+	default:
+		log_error("unexpected epoll tag %#" PRIx64, event->data.u64);
+		break;
+	}
+}
+
+int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
+	       int channel_fd)
+{
+	int result;
+
+	memset(muxer, 0, sizeof(*muxer));
+	muxer->options = options;
+	muxer->channel_fd = channel_fd;
+	muxer->epoll_fd = -1;
+	muxer->deadlines.timer_fd = -1;
+	muxer->stats.started_ns = monotonic_ns();
+	vhost_user_init(&muxer->device, options->guest_cid, options->queue_size,
+			&device_callbacks, muxer);
+
+	muxer->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (muxer->epoll_fd < 0) {
+		result = -errno;
+		log_error("epoll_create1: %s", strerror(errno));
+		goto fail;
+	}
+	result = deadline_queue_init(&muxer->deadlines);
+	if (result < 0) {
+		log_error("timerfd: %s", strerror(-result));
+		goto fail;
+	}
+	deadline_set_timeout(&muxer->deadlines, CONN_DEADLINE_HANDSHAKE,
+			     CONN_HANDSHAKE_TIMEOUT_NS);
+	deadline_set_timeout(&muxer->deadlines, CONN_DEADLINE_CONNECT,
+			     CONN_CONNECT_TIMEOUT_NS);
+	deadline_set_timeout(&muxer->deadlines, CONN_DEADLINE_SHUTDOWN,
+			     CONN_SHUTDOWN_TIMEOUT_NS);
+	result = conn_table_init(&muxer->table, options->max_connections);
+	if (result < 0) {
+		log_error("connection table for %" PRIu32 " connections: %s",
+			  options->max_connections, strerror(-result));
+		goto fail;
+	}
+	muxer->orphan_capacity = options->max_connections + MUXER_ORPHAN_EXTRA;
+	muxer->orphans = calloc(muxer->orphan_capacity, sizeof(*muxer->orphans));
+	if (!muxer->orphans) {
+		result = -ENOMEM;
+		log_error("RST queue: out of memory");
+		goto fail;
+	}
+	result = epoll_add(muxer, muxer->deadlines.timer_fd, EPOLLIN,
+			   event_tag(MUXER_EVENT_TIMER, 0, 0));
+	if (result < 0)
+		goto fail;
+	if (channel_fd >= 0) {
+		result = epoll_add(muxer, channel_fd, EPOLLIN,
+				   event_tag(MUXER_EVENT_CHANNEL, 0, 0));
+		if (result < 0)
+			goto fail;
+	}
+	muxer->running = true;
+	return 0;
+fail:
+	muxer_destroy(muxer);
+	return result;
+}
+
+void muxer_destroy(struct muxer *muxer)
+{
+	if (muxer->table.slots)
+		drop_all_connections(muxer, "muxer shutting down");
+	vhost_user_detach(&muxer->device);
+	conn_table_destroy(&muxer->table);
+	free(muxer->orphans);
+	muxer->orphans = NULL;
+	deadline_queue_destroy(&muxer->deadlines);
+	if (muxer->epoll_fd >= 0)
+		close(muxer->epoll_fd);
+	muxer->epoll_fd = -1;
+}
+
+int muxer_run(const struct vsockmuxd_options *options, int channel_fd)
+{
+	struct epoll_event events[64];
+	struct muxer *muxer = calloc(1, sizeof(*muxer));
+	int exit_code = 1;
+
+	if (!muxer) {
+		log_error("out of memory");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (muxer_init(muxer, options, channel_fd) < 0)
+		goto out;
+	while (muxer->running) {
+		int timeout = muxer->tx_backlog ? 0 : -1;
+		int count = epoll_wait(muxer->epoll_fd, events, 64, timeout);
+		if (count < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < count && muxer->running; i++)
+			handle_event(muxer, &events[i]);
+		if (muxer->tx_backlog)
+			muxer_process_tx(muxer);
+		if (muxer->rx_head || muxer->orphan_count > 0)
+			muxer_process_rx(muxer);
+	}
+	exit_code = muxer->exit_code;
+	muxer_destroy(muxer);
+out:
+	free(muxer);
+	return exit_code;
+}

@@ -1,2 +1,157 @@
-/* placeholder: daemon/muxer_ipc.c (being written) */
-typedef int placeholder_unit;
+/*
+ * muxer_ipc.c - the muxer's end of the broker channel: one dispatch table
+ * saying which messages the muxer accepts, whether each must carry an fd,
+ * and what handles it.
+ *
+ * Never: trusts the broker beyond the table. A message the table does not
+ * allow, or a fd where none belongs, is a protocol error: logged, the fd
+ * closed, and the muxer stops (the broker is our only peer; if it speaks
+ * nonsense something is badly wrong).
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "muxer.h"
+#include "vsockmux/ipc.h"
+#include "vsockmux/log.h"
+
+enum fd_rule {
+	FD_FORBIDDEN,
+	FD_REQUIRED,
+	FD_IF_SUCCESS,   /* ConnectReply: an fd exactly when error == 0 */
+};
+
+typedef void ipc_handler(struct muxer *muxer, const IpcEnvelope *envelope, int fd);
+
+struct ipc_route {
+	int body_case;
+	enum fd_rule fd_rule;
+	ipc_handler *handler;
+};
+
+static void on_vmm_attach(struct muxer *muxer, const IpcEnvelope *envelope, int fd)
+{
+	(void)envelope;
+	muxer_attach_frontend(muxer, fd);
+}
+
+static void on_host_stream(struct muxer *muxer, const IpcEnvelope *envelope, int fd)
+{
+	(void)envelope;
+	conn_adopt_host_client(muxer, fd);
+}
+
+static void on_connect_reply(struct muxer *muxer, const IpcEnvelope *envelope, int fd)
+{
+	const Vsockmux__Ipc__ConnectReply *reply = envelope->connect_reply;
+	conn_on_broker_connect(muxer, reply->request_id, reply->error, fd);
+}
+
+static const struct ipc_route muxer_routes[] = {
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_VMM_ATTACH, FD_REQUIRED, on_vmm_attach },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM, FD_REQUIRED, on_host_stream },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY, FD_IF_SUCCESS, on_connect_reply },
+};
+
+static const struct ipc_route *find_route(int body_case)
+{
+	for (size_t i = 0; i < sizeof(muxer_routes) / sizeof(muxer_routes[0]); i++) {
+		if (muxer_routes[i].body_case == body_case)
+			return &muxer_routes[i];
+	}
+	return NULL;
+}
+
+static bool fd_allowed(const struct ipc_route *route, const IpcEnvelope *envelope,
+		       int fd)
+{
+	switch (route->fd_rule) {
+	case FD_FORBIDDEN:
+		return fd < 0;
+	case FD_REQUIRED:
+		return fd >= 0;
+	case FD_IF_SUCCESS:
+		return (envelope->connect_reply->error == 0) == (fd >= 0);
+	}
+	return false;
+}
+
+static void stop_muxer(struct muxer *muxer, int exit_code)
+{
+	muxer->running = false;
+	muxer->exit_code = exit_code;
+}
+
+void muxer_handle_channel(struct muxer *muxer)
+{
+	/* a bounded number per wake-up, so the data path keeps its turn */
+	for (unsigned handled = 0; handled < 64 && muxer->running; handled++) {
+		IpcEnvelope *envelope = NULL;
+		const struct ipc_route *route;
+		int fd = -1;
+		int result = ipc_receive(muxer->channel_fd, &envelope, &fd);
+
+		if (result == -EAGAIN)
+			return;
+		if (result == 0) {
+			log_info("broker closed the channel; exiting");
+			stop_muxer(muxer, 0);
+			return;
+		}
+		if (result < 0) {
+			stop_muxer(muxer, 1);
+			return;
+		}
+		route = find_route(envelope->body_case);
+		if (!route || !fd_allowed(route, envelope, fd)) {
+			log_error("broker sent %s %s; stopping",
+				  ipc_body_name(envelope->body_case),
+				  route ? "with a wrong fd attachment"
+					: "which the muxer does not accept");
+			if (fd >= 0)
+				close(fd);
+			ipc_free(envelope);
+			stop_muxer(muxer, 1);
+			return;
+		}
+		route->handler(muxer, envelope, fd);
+		ipc_free(envelope);
+	}
+}
+
+int muxer_send_connect_request(struct muxer *muxer, uint32_t request_id,
+			       uint32_t port)
+{
+	Vsockmux__Ipc__Envelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
+	Vsockmux__Ipc__ConnectRequest request = VSOCKMUX__IPC__CONNECT_REQUEST__INIT;
+	int result;
+
+	request.request_id = request_id;
+	request.port = port;
+	envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REQUEST;
+	envelope.connect_request = &request;
+	result = ipc_send(muxer->channel_fd, &envelope, -1);
+	if (result < 0)
+		log_warn("connect request for port %u not sent to the broker: %s",
+			 port, strerror(-result));
+	return result;
+}
+
+void muxer_send_vmm_detached(struct muxer *muxer)
+{
+	Vsockmux__Ipc__Envelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
+	Vsockmux__Ipc__VmmDetached detached = VSOCKMUX__IPC__VMM_DETACHED__INIT;
+	int result;
+
+	envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_VMM_DETACHED;
+	envelope.vmm_detached = &detached;
+	result = ipc_send(muxer->channel_fd, &envelope, -1);
+	if (result < 0) {
+		/* without it the broker never accepts another frontend */
+		log_error("cannot tell the broker the frontend left: %s; exiting",
+			  strerror(-result));
+		stop_muxer(muxer, 1);
+	}
+}

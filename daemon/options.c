@@ -1,2 +1,181 @@
-/* placeholder: daemon/options.c (being written) */
-typedef int placeholder_unit;
+/*
+ * options.c - vsockmuxd's command line. Names follow rust-vmm's
+ * vhost-device-vsock where they overlap, so it can be swapped in.
+ *
+ * Never: half-accepts a value. Every number is parsed whole, range-checked,
+ * and a bad or missing argument is one clear line and exit code 2.
+ */
+#include "vsockmux/options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CONNECTIONS_LIMIT (1u << 20)   /* slot ids are 20 bits */
+#define TX_BUFFER_MIN 4096u
+#define TX_BUFFER_MAX (64u * 1024u * 1024u)
+
+enum option_id {
+	OPTION_GUEST_CID = 1000,
+	OPTION_SOCKET,
+	OPTION_UDS_PATH,
+	OPTION_TX_BUFFER_SIZE,
+	OPTION_QUEUE_SIZE,
+	OPTION_MAX_CONNECTIONS,
+	OPTION_LOG_LEVEL,
+	OPTION_HELP,
+	OPTION_VERSION,
+};
+
+static const struct option long_options[] = {
+	{ "guest-cid", required_argument, NULL, OPTION_GUEST_CID },
+	{ "socket", required_argument, NULL, OPTION_SOCKET },
+	{ "uds-path", required_argument, NULL, OPTION_UDS_PATH },
+	{ "tx-buffer-size", required_argument, NULL, OPTION_TX_BUFFER_SIZE },
+	{ "queue-size", required_argument, NULL, OPTION_QUEUE_SIZE },
+	{ "max-connections", required_argument, NULL, OPTION_MAX_CONNECTIONS },
+	{ "log-level", required_argument, NULL, OPTION_LOG_LEVEL },
+	{ "help", no_argument, NULL, OPTION_HELP },
+	{ "version", no_argument, NULL, OPTION_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void print_help(void)
+{
+	printf("Usage: vsockmuxd --guest-cid N --socket VHOST_USER_SOCKET --uds-path HOST_UDS_PATH\n"
+	       "                 [--tx-buffer-size BYTES] [--queue-size N]\n"
+	       "                 [--max-connections N] [--log-level error|warn|info|debug]\n"
+	       "\n"
+	       "vhost-user vsock backend: guest AF_VSOCK streams <-> host Unix sockets\n"
+	       "(Firecracker / cloud-hypervisor hybrid vsock).\n"
+	       "\n"
+	       "  --guest-cid N          the guest's CID (3 .. 4294967294)\n"
+	       "  --socket PATH          vhost-user socket the VMM connects to\n"
+	       "  --uds-path PATH        host clients connect here and send \"CONNECT <port>\\n\";\n"
+	       "                         guest connects to port P go to PATH_P\n"
+	       "  --tx-buffer-size B     per-connection guest-to-host buffer and the credit\n"
+	       "                         advertised to the guest (default %u, %u .. %u)\n"
+	       "  --queue-size N         largest virtqueue accepted, power of two (default %u)\n"
+	       "  --max-connections N    connection limit (default %u, max %u)\n"
+	       "  --log-level LEVEL      error, warn, info (default) or debug\n"
+	       "  --help, --version\n",
+	       OPTIONS_DEFAULT_TX_BUFFER_SIZE, TX_BUFFER_MIN, TX_BUFFER_MAX,
+	       OPTIONS_DEFAULT_QUEUE_SIZE, OPTIONS_DEFAULT_MAX_CONNECTIONS,
+	       MAX_CONNECTIONS_LIMIT);
+}
+
+static enum options_result usage_error(const char *format, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static enum options_result usage_error(const char *format, ...)
+{
+	char message[256];
+	va_list args;
+	va_start(args, format);
+	vsnprintf(message, sizeof(message), format, args);
+	va_end(args);
+	fprintf(stderr, "vsockmuxd: %s (try --help)\n", message);
+	return OPTIONS_USAGE_ERROR;
+}
+
+/* Whole-string unsigned decimal in [minimum, maximum]. */
+static int parse_number(const char *text, uint64_t minimum, uint64_t maximum,
+			uint64_t *value)
+{
+	char *end = NULL;
+	unsigned long long parsed;
+	if (text[0] < '0' || text[0] > '9')
+		return -1;
+	errno = 0;
+	parsed = strtoull(text, &end, 10);
+	if (errno != 0 || *end != '\0' || parsed < minimum || parsed > maximum)
+		return -1;
+	*value = parsed;
+	return 0;
+}
+
+static enum options_result check_required(const struct vsockmuxd_options *options,
+					  bool have_cid)
+{
+	if (!have_cid)
+		return usage_error("%s is required", "--guest-cid");
+	if (!options->socket_path)
+		return usage_error("%s is required", "--socket");
+	if (!options->uds_path)
+		return usage_error("%s is required", "--uds-path");
+	if (options->socket_path[0] == '\0' || options->uds_path[0] == '\0')
+		return usage_error("%s", "socket paths must not be empty");
+	if (strcmp(options->socket_path, options->uds_path) == 0)
+		return usage_error("%s", "--socket and --uds-path must differ");
+	return OPTIONS_OK;
+}
+
+enum options_result options_parse(int argc, char **argv,
+				  struct vsockmuxd_options *options)
+{
+	bool have_cid = false;
+	uint64_t value;
+	int option;
+
+	memset(options, 0, sizeof(*options));
+	options->tx_buffer_size = OPTIONS_DEFAULT_TX_BUFFER_SIZE;
+	options->queue_size = OPTIONS_DEFAULT_QUEUE_SIZE;
+	options->max_connections = OPTIONS_DEFAULT_MAX_CONNECTIONS;
+	options->log_level = LOG_LEVEL_INFO;
+	opterr = 0;
+	optind = 1;
+
+	while ((option = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+		switch (option) {
+		case OPTION_GUEST_CID:
+			if (parse_number(optarg, 3, UINT32_MAX - 1, &value) < 0)
+				return usage_error("invalid --guest-cid '%s': expected 3 .. 4294967294", optarg);
+			options->guest_cid = value;
+			have_cid = true;
+			break;
+		case OPTION_SOCKET:
+			options->socket_path = optarg;
+			break;
+		case OPTION_UDS_PATH:
+			options->uds_path = optarg;
+			break;
+		case OPTION_TX_BUFFER_SIZE:
+			if (parse_number(optarg, TX_BUFFER_MIN, TX_BUFFER_MAX, &value) < 0)
+				return usage_error("invalid --tx-buffer-size '%s': expected 4096 .. 67108864 bytes", optarg);
+			options->tx_buffer_size = (uint32_t)value;
+			break;
+		case OPTION_QUEUE_SIZE:
+			if (parse_number(optarg, 1, 1024, &value) < 0 || (value & (value - 1)) != 0)
+				return usage_error("invalid --queue-size '%s': expected a power of two up to 1024", optarg);
+			options->queue_size = (uint16_t)value;
+			break;
+		case OPTION_MAX_CONNECTIONS:
+			if (parse_number(optarg, 1, MAX_CONNECTIONS_LIMIT, &value) < 0)
+				return usage_error("invalid --max-connections '%s': expected 1 .. 1048576", optarg);
+			options->max_connections = (uint32_t)value;
+			break;
+		case OPTION_LOG_LEVEL:
+			if (log_parse_level(optarg, &options->log_level) < 0)
+				return usage_error("invalid --log-level '%s': expected error, warn, info or debug", optarg);
+			break;
+		case OPTION_HELP:
+			print_help();
+			return OPTIONS_EXIT_SUCCESS;
+		case OPTION_VERSION:
+			printf("vsockmuxd %s\n", VSOCKMUX_VERSION);
+			return OPTIONS_EXIT_SUCCESS;
+		case ':':
+			return usage_error("option %s needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	return check_required(options, have_cid);
+}

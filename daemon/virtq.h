@@ -60,6 +60,16 @@ struct virtq {
 
 	struct virtq_stats stats;
 	struct log_ratelimit malformed_log;
+
+	/* Added by the virtq implementation (kept by virtq_reset, like
+	 * direction, stats and malformed_log): */
+	uint16_t index;                  /* queue number, for log lines */
+	bool notify_pending;             /* pushed since the last virtq_notify */
+	/* virtq_unpop bookkeeping: avail entries rewound and not yet popped
+	 * again, and which avail slots were already answered as malformed
+	 * (so a re-pop skips them instead of answering them twice). */
+	uint16_t rewound;
+	uint8_t malformed_slots[VIRTQ_MAX_SIZE / 8];
 };
 
 /* One popped chain. iov points into guest memory. */
@@ -69,12 +79,17 @@ struct virtq_chain {
 	size_t length;                   /* sum of iov lengths */
 };
 
-/* Reset to the just-created state, closing any fds it holds. */
+/* Reset to the just-created state, closing any fds it holds. virtq_init
+ * starts from nothing (index 0, zero stats); virtq_reset keeps direction,
+ * index, stats and the log rate limit. */
 void virtq_init(struct virtq *queue, enum virtq_direction direction);
 void virtq_reset(struct virtq *queue);
 
 /* Translate the three ring addresses through memory (after SET_MEM_TABLE
- * and SET_VRING_ADDR/NUM). Returns 0 or -EFAULT / -EINVAL. */
+ * and SET_VRING_ADDR/NUM). Returns 0 or -EFAULT / -EINVAL. On success
+ * used_idx is reloaded from the ring's used->idx (what the device last
+ * published, as Linux vhost does on start); on failure the ring pointers
+ * are cleared. */
 int virtq_map(struct virtq *queue, const struct guest_memory *memory);
 
 /* true when started, enabled, mapped and not broken. */
@@ -93,7 +108,9 @@ bool virtq_is_ready(const struct virtq *queue);
 int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
 	      struct iovec *iov, size_t iov_capacity, struct virtq_chain *chain);
 
-/* Give back the last count popped chains unused (they will be popped again). */
+/* Give back the last count popped chains unused (they will be popped again).
+ * Malformed chains skipped in between are not counted and are not answered
+ * a second time when popping again. */
 void virtq_unpop(struct virtq *queue, uint16_t count);
 
 /* Publish one used entry (head, written length). Does not notify. */
@@ -110,6 +127,11 @@ bool virtq_enable_kicks(struct virtq *queue);
 
 /* Read and discard the kick eventfd counter. */
 void virtq_drain_kick(struct virtq *queue);
+
+/* SET_VRING_BASE: next avail entry to read (and, until virtq_map reloads
+ * it from the ring, next used entry); forgets unpop and interrupt state and
+ * clears a previous "broken" verdict (the frontend restarts the ring). */
+void virtq_set_base(struct virtq *queue, uint16_t base);
 
 /* The avail index to report in GET_VRING_BASE; stops the queue. */
 uint16_t virtq_stop(struct virtq *queue);

@@ -1,2 +1,433 @@
-/* placeholder */
-int main(void) { return 77; }
+/*
+ * test_conn.c - the connection state machine and credit arithmetic, driven
+ * through conn_handle_guest_packet and the host-side entry points of a real
+ * muxer (no frontend attached, so packets owed to the guest stay visible
+ * as pending bits and queued RSTs). Host sockets are real socketpairs; the
+ * broker is the other end of a real SOCK_SEQPACKET channel.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "conn_table.h"
+#include "muxer.h"
+#include "vsockmux/ipc.h"
+
+#define GUEST_CID 3u
+
+struct fixture {
+	struct vsockmuxd_options options;
+	struct muxer muxer;
+	int broker_fd;      /* our end of the channel: we play the broker */
+};
+
+static int setup(void **state)
+{
+	struct fixture *fixture = calloc(1, sizeof(*fixture));
+	int channel[2];
+	assert_non_null(fixture);
+	fixture->options.guest_cid = GUEST_CID;
+	fixture->options.socket_path = "unused";
+	fixture->options.uds_path = "unused";
+	fixture->options.tx_buffer_size = 65536;
+	fixture->options.queue_size = 256;
+	fixture->options.max_connections = 4;
+	fixture->options.log_level = LOG_LEVEL_ERROR;
+	log_set_level(LOG_LEVEL_ERROR);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);
+	fixture->broker_fd = channel[0];
+	assert_int_equal(muxer_init(&fixture->muxer, &fixture->options, channel[1]), 0);
+	*state = fixture;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fixture = *state;
+	int channel_fd = fixture->muxer.channel_fd;
+	muxer_destroy(&fixture->muxer);
+	close(channel_fd);
+	close(fixture->broker_fd);
+	free(fixture);
+	return 0;
+}
+
+static struct vsock_header guest_header(uint16_t op, uint32_t guest_port,
+					uint32_t host_port)
+{
+	struct vsock_header header = {
+		.src_cid = GUEST_CID, .dst_cid = VSOCK_HOST_CID,
+		.src_port = guest_port, .dst_port = host_port,
+		.type = VSOCK_TYPE_STREAM, .op = op,
+		.buf_alloc = 262144, .fwd_cnt = 0,
+	};
+	return header;
+}
+
+static void guest_send(struct fixture *fixture, uint16_t op, uint32_t guest_port,
+		       uint32_t host_port, uint32_t flags)
+{
+	struct vsock_header header = guest_header(op, guest_port, host_port);
+	header.flags = flags;
+	conn_handle_guest_packet(&fixture->muxer, &header, NULL, 0);
+}
+
+static void guest_send_data(struct fixture *fixture, uint32_t guest_port,
+			    uint32_t host_port, const void *data, size_t length)
+{
+	struct vsock_header header = guest_header(VSOCK_OP_RW, guest_port, host_port);
+	struct iovec payload = { .iov_base = (void *)data, .iov_len = length };
+	header.len = (uint32_t)length;
+	conn_handle_guest_packet(&fixture->muxer, &header, &payload, 1);
+}
+
+/* Is the RST queue's newest entry exactly (host_port, guest_port)? */
+static bool rst_queued(const struct muxer *muxer, uint32_t host_port,
+		       uint32_t guest_port)
+{
+	for (uint32_t i = 0; i < muxer->orphan_count; i++) {
+		const struct orphan_rst *rst =
+			&muxer->orphans[(muxer->orphan_head + i) % muxer->orphan_capacity];
+		if (rst->local_port == host_port && rst->peer_port == guest_port)
+			return true;
+	}
+	return false;
+}
+
+/* Play the broker: read the ConnectRequest and answer with fd or error. */
+static uint32_t broker_take_request(struct fixture *fixture, uint32_t expected_port)
+{
+	IpcEnvelope *envelope = NULL;
+	int fd = -1;
+	uint32_t request_id;
+	assert_int_equal(ipc_receive(fixture->broker_fd, &envelope, &fd), 1);
+	assert_int_equal(fd, -1);
+	assert_int_equal(envelope->body_case, VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REQUEST);
+	assert_int_equal(envelope->connect_request->port, expected_port);
+	request_id = envelope->connect_request->request_id;
+	ipc_free(envelope);
+	return request_id;
+}
+
+/* Guest connects to host_port; returns the host side of the stream. */
+static int establish_guest_connection(struct fixture *fixture, uint32_t guest_port,
+				      uint32_t host_port)
+{
+	int pair[2];
+	uint32_t request_id;
+	struct conn *conn;
+
+	guest_send(fixture, VSOCK_OP_REQUEST, guest_port, host_port, 0);
+	request_id = broker_take_request(fixture, host_port);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				    0, pair), 0);
+	conn_on_broker_connect(&fixture->muxer, request_id, 0, pair[0]);
+	conn = conn_table_lookup(&fixture->muxer.table, host_port, guest_port);
+	assert_non_null(conn);
+	assert_int_equal(conn->state, CONN_ESTABLISHED);
+	assert_true(conn->pending & CONN_PENDING_RESPONSE);
+	return pair[1];
+}
+
+static void test_credit_arithmetic_wraps(void **state)
+{
+	struct conn conn = { 0 };
+	(void)state;
+	conn.peer_buf_alloc = 262144;
+	conn.tx_cnt = 100;
+	conn.peer_fwd_cnt = 100;
+	assert_int_equal(conn_peer_credit(&conn), 262144);
+	/* tx_cnt wrapped past zero, fwd_cnt not yet */
+	conn.tx_cnt = 1000;
+	conn.peer_fwd_cnt = UINT32_MAX - 999;   /* 2000 bytes in flight */
+	assert_int_equal(conn_peer_credit(&conn), 262144 - 2000);
+	/* a guest that shrinks buf_alloc below what is in flight: no credit */
+	conn.peer_buf_alloc = 1000;
+	assert_int_equal(conn_peer_credit(&conn), 0);
+
+	conn.rx_cnt = 5;
+	conn.fwd_cnt_sent = UINT32_MAX - 4;     /* 10 unacknowledged */
+	assert_int_equal(conn_guest_view_of_free(&conn, 65536), 65526);
+	conn.fwd_cnt = conn.fwd_cnt_sent + 16383;
+	assert_false(conn_credit_update_due(&conn, 65536));
+	conn.fwd_cnt = conn.fwd_cnt_sent + 16384;
+	assert_true(conn_credit_update_due(&conn, 65536));
+}
+
+static void test_guest_connect_then_data_reaches_host(void **state)
+{
+	struct fixture *fixture = *state;
+	char buffer[16];
+	struct conn *conn;
+	int host = establish_guest_connection(fixture, 5000, 1234);
+
+	guest_send_data(fixture, 5000, 1234, "hello", 5);
+	assert_int_equal(read(host, buffer, sizeof(buffer)), 5);
+	assert_memory_equal(buffer, "hello", 5);
+	conn = conn_table_lookup(&fixture->muxer.table, 1234, 5000);
+	assert_int_equal(conn->rx_cnt, 5);
+	assert_int_equal(conn->fwd_cnt, 5);
+	close(host);
+}
+
+static void test_broker_refusal_sends_rst(void **state)
+{
+	struct fixture *fixture = *state;
+	uint32_t request_id;
+	guest_send(fixture, VSOCK_OP_REQUEST, 5000, 99, 0);
+	request_id = broker_take_request(fixture, 99);
+	conn_on_broker_connect(&fixture->muxer, request_id, ECONNREFUSED, -1);
+	assert_null(conn_table_lookup(&fixture->muxer.table, 99, 5000));
+	assert_true(rst_queued(&fixture->muxer, 99, 5000));
+	assert_int_equal(fixture->muxer.stats.refused[REFUSED_NO_HOST_LISTENER], 1);
+	assert_int_equal(fixture->muxer.table.in_use, 0);
+}
+
+static void test_guest_rst_is_never_answered(void **state)
+{
+	struct fixture *fixture = *state;
+	int host = establish_guest_connection(fixture, 5000, 1234);
+	char byte;
+
+	guest_send(fixture, VSOCK_OP_RST, 5000, 1234, 0);
+	assert_null(conn_table_lookup(&fixture->muxer.table, 1234, 5000));
+	assert_int_equal(fixture->muxer.orphan_count, 0);
+	assert_int_equal(read(host, &byte, 1), 0); /* host socket closed */
+	/* RST for a connection that does not exist: silence */
+	guest_send(fixture, VSOCK_OP_RST, 7, 8, 0);
+	assert_int_equal(fixture->muxer.orphan_count, 0);
+	close(host);
+}
+
+static void test_credit_violation_resets(void **state)
+{
+	struct fixture *fixture = *state;
+	static char big[65536 + 1];
+	int host = establish_guest_connection(fixture, 5000, 1234);
+	/* one byte more than buf_alloc (65536) in flight */
+	guest_send_data(fixture, 5000, 1234, big, sizeof(big));
+	assert_null(conn_table_lookup(&fixture->muxer.table, 1234, 5000));
+	assert_true(rst_queued(&fixture->muxer, 1234, 5000));
+	assert_int_equal(fixture->muxer.stats.dropped[DROP_CREDIT_VIOLATION], 1);
+	close(host);
+}
+
+static void test_shutdown_send_half_closes_host(void **state)
+{
+	struct fixture *fixture = *state;
+	char buffer[16];
+	struct conn *conn;
+	int host = establish_guest_connection(fixture, 5000, 1234);
+
+	guest_send_data(fixture, 5000, 1234, "abc", 3);
+	guest_send(fixture, VSOCK_OP_SHUTDOWN, 5000, 1234, VSOCK_SHUTDOWN_SEND);
+	assert_int_equal(read(host, buffer, sizeof(buffer)), 3);
+	assert_int_equal(read(host, buffer, sizeof(buffer)), 0); /* EOF */
+	conn = conn_table_lookup(&fixture->muxer.table, 1234, 5000);
+	assert_non_null(conn); /* the other direction stays open */
+	assert_true(conn->host_write_shut);
+	assert_int_equal(write(host, "x", 1), 1);
+	close(host);
+}
+
+static void test_full_shutdown_resets_after_flush(void **state)
+{
+	struct fixture *fixture = *state;
+	int host = establish_guest_connection(fixture, 5000, 1234);
+	char byte;
+	guest_send(fixture, VSOCK_OP_SHUTDOWN, 5000, 1234, VSOCK_SHUTDOWN_BOTH);
+	assert_null(conn_table_lookup(&fixture->muxer.table, 1234, 5000));
+	assert_true(rst_queued(&fixture->muxer, 1234, 5000));
+	assert_int_equal(read(host, &byte, 1), 0);
+	close(host);
+}
+
+static void test_full_host_socket_buffers_then_flushes(void **state)
+{
+	struct fixture *fixture = *state;
+	static uint8_t data[60000], received[60000];
+	size_t total = 0;
+	struct conn *conn;
+	int host = establish_guest_connection(fixture, 5000, 1234);
+	int small = 4096;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 3);
+	conn = conn_table_lookup(&fixture->muxer.table, 1234, 5000);
+	setsockopt(conn->host_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(host, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	guest_send_data(fixture, 5000, 1234, data, sizeof(data));
+	assert_true(tx_ring_used(&conn->ring) > 0);
+	assert_true(conn->epollout_armed);
+	assert_int_equal(conn->rx_cnt, sizeof(data));
+	assert_true(conn->fwd_cnt < sizeof(data));
+	while (total < sizeof(data)) {
+		ssize_t got = read(host, received + total, sizeof(received) - total);
+		if (got < 0) {
+			assert_int_equal(errno, EAGAIN);
+			conn_on_host_event(&fixture->muxer, conn, EPOLLOUT);
+			continue;
+		}
+		assert_true(got > 0);
+		total += (size_t)got;
+		conn_on_host_event(&fixture->muxer, conn, EPOLLOUT);
+	}
+	assert_memory_equal(data, received, sizeof(data));
+	assert_int_equal(conn->fwd_cnt, sizeof(data));
+	assert_int_equal(tx_ring_used(&conn->ring), 0);
+	assert_null(conn->ring.storage);
+	assert_false(conn->epollout_armed);
+	close(host);
+}
+
+static void test_host_connect_handshake(void **state)
+{
+	struct fixture *fixture = *state;
+	int pair[2];
+	char buffer[64];
+	struct conn *conn;
+	ssize_t got;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				    0, pair), 0);
+	conn_adopt_host_client(&fixture->muxer, pair[0]);
+	conn = &fixture->muxer.table.slots[0];
+	assert_int_equal(conn->state, CONN_HOST_HANDSHAKE);
+	/* the line in two pieces, data right behind the newline */
+	assert_int_equal(write(pair[1], "conn", 4), 4);
+	conn_on_host_event(&fixture->muxer, conn, EPOLLIN);
+	assert_int_equal(conn->state, CONN_HOST_HANDSHAKE);
+	assert_int_equal(write(pair[1], "ect  52 \nearly", 14), 14);
+	conn_on_host_event(&fixture->muxer, conn, EPOLLIN);
+	assert_int_equal(conn->state, CONN_HOST_REQUESTED);
+	assert_int_equal(conn->peer_port, 52);
+	assert_true(conn->local_port >= (1u << 30) && conn->local_port < (1u << 31));
+	assert_true(conn->pending & CONN_PENDING_REQUEST);
+
+	guest_send(fixture, VSOCK_OP_RESPONSE, 52, conn->local_port, 0);
+	assert_int_equal(conn->state, CONN_ESTABLISHED);
+	snprintf(buffer, sizeof(buffer), "OK %u\n", conn->local_port);
+	got = read(pair[1], buffer + 32, 32);
+	assert_int_equal(got, (ssize_t)strlen(buffer));
+	assert_memory_equal(buffer + 32, buffer, strlen(buffer));
+	/* "early" is still in the socket, and the muxer knows to read it */
+	assert_true(conn->host_readable);
+	got = recv(conn->host_fd, buffer, sizeof(buffer), MSG_PEEK);
+	assert_int_equal(got, 5);
+	assert_memory_equal(buffer, "early", 5);
+	close(pair[1]);
+}
+
+static void test_bad_connect_line_closes_client(void **state)
+{
+	struct fixture *fixture = *state;
+	int pair[2];
+	char byte;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				    0, pair), 0);
+	conn_adopt_host_client(&fixture->muxer, pair[0]);
+	assert_int_equal(write(pair[1], "HELLO 52\n", 9), 9);
+	conn_on_host_event(&fixture->muxer, &fixture->muxer.table.slots[0], EPOLLIN);
+	assert_int_equal(fixture->muxer.table.in_use, 0);
+	assert_int_equal(fixture->muxer.stats.refused[REFUSED_BAD_CONNECT_LINE], 1);
+	/* closed with the junk unread: the client sees EOF or a reset */
+	errno = 0;
+	assert_true(read(pair[1], &byte, 1) <= 0);
+	assert_true(errno == 0 || errno == ECONNRESET);
+	close(pair[1]);
+}
+
+static void test_guest_refuses_host_connect(void **state)
+{
+	struct fixture *fixture = *state;
+	int pair[2];
+	char byte;
+	struct conn *conn;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				    0, pair), 0);
+	conn_adopt_host_client(&fixture->muxer, pair[0]);
+	conn = &fixture->muxer.table.slots[0];
+	assert_int_equal(write(pair[1], "CONNECT 9\n", 10), 10);
+	conn_on_host_event(&fixture->muxer, conn, EPOLLIN);
+	guest_send(fixture, VSOCK_OP_RST, 9, conn->local_port, 0);
+	assert_int_equal(fixture->muxer.table.in_use, 0);
+	assert_int_equal(fixture->muxer.orphan_count, 0);
+	assert_int_equal(read(pair[1], &byte, 1), 0); /* closed, no "OK" */
+	close(pair[1]);
+}
+
+static void test_unknown_op_and_type_get_rst(void **state)
+{
+	struct fixture *fixture = *state;
+	struct vsock_header header = guest_header(VSOCK_OP_REQUEST, 10, 20);
+	header.type = VSOCK_TYPE_SEQPACKET;
+	conn_handle_guest_packet(&fixture->muxer, &header, NULL, 0);
+	assert_true(rst_queued(&fixture->muxer, 20, 10));
+	guest_send(fixture, 99, 11, 21, 0);
+	assert_true(rst_queued(&fixture->muxer, 21, 11));
+	assert_int_equal(fixture->muxer.table.in_use, 0);
+}
+
+static void test_connection_limit(void **state)
+{
+	struct fixture *fixture = *state;
+	for (uint32_t i = 0; i < fixture->options.max_connections; i++) {
+		guest_send(fixture, VSOCK_OP_REQUEST, 100 + i, 7, 0);
+		(void)broker_take_request(fixture, 7);
+	}
+	guest_send(fixture, VSOCK_OP_REQUEST, 999, 7, 0);
+	assert_true(rst_queued(&fixture->muxer, 7, 999));
+	assert_int_equal(fixture->muxer.stats.refused[REFUSED_LIMIT], 1);
+	assert_int_equal(fixture->muxer.table.in_use, fixture->options.max_connections);
+}
+
+static void test_guest_rst_while_broker_works_keeps_slot(void **state)
+{
+	struct fixture *fixture = *state;
+	int pair[2];
+	uint32_t request_id;
+	char byte;
+	guest_send(fixture, VSOCK_OP_REQUEST, 5000, 1234, 0);
+	request_id = broker_take_request(fixture, 1234);
+	guest_send(fixture, VSOCK_OP_RST, 5000, 1234, 0);
+	assert_int_equal(fixture->muxer.table.in_use, 1);  /* waits for the broker */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+	conn_on_broker_connect(&fixture->muxer, request_id, 0, pair[0]);
+	assert_int_equal(fixture->muxer.table.in_use, 0);
+	assert_int_equal(read(pair[1], &byte, 1), 0);      /* fd was closed */
+	close(pair[1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_credit_arithmetic_wraps),
+		cmocka_unit_test_setup_teardown(test_guest_connect_then_data_reaches_host, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_broker_refusal_sends_rst, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guest_rst_is_never_answered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_credit_violation_resets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_send_half_closes_host, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_shutdown_resets_after_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_host_socket_buffers_then_flushes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_connect_handshake, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_connect_line_closes_client, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guest_refuses_host_connect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_op_and_type_get_rst, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guest_rst_while_broker_works_keeps_slot, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,178 @@
+/*
+ * conn.h - one vsock stream connection between a guest port and a host
+ * Unix socket, and the state machine that drives it.
+ *
+ * Why a single struct with flags rather than many states: a stream has two
+ * independent directions (half-close is real), plus a handshake on each
+ * side. `state` says where the handshake is; the shut/eof flags say which
+ * directions are still open. Every transition happens in conn.c, one small
+ * function per guest op and per host event, so the whole machine can be
+ * read in one place.
+ *
+ * Credit (design.md section 2), all u32 with wrap-around:
+ *   guest -> host: we advertise buf_alloc = --tx-buffer-size and fwd_cnt =
+ *     bytes written to the host socket. Bytes received but not yet written
+ *     live in `ring` and may never exceed buf_alloc.
+ *   host -> guest: we may send peer_buf_alloc - (tx_cnt - peer_fwd_cnt).
+ */
+#ifndef VSOCKMUX_CONN_H
+#define VSOCKMUX_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "connect_cmd.h"
+#include "deadline.h"
+#include "tx_ring.h"
+#include "vsockmux/virtio_vsock.h"
+
+struct muxer;
+
+enum conn_state {
+	CONN_FREE = 0,          /* slot unused */
+	CONN_HOST_HANDSHAKE,    /* host client connected, reading CONNECT */
+	CONN_HOST_REQUESTED,    /* REQUEST queued/sent, awaiting RESPONSE */
+	CONN_GUEST_CONNECTING,  /* guest REQUEST, awaiting the broker */
+	CONN_ESTABLISHED,
+	CONN_ABANDONED,         /* guest gave up while the broker works on
+				   it; the slot waits for the broker reply */
+};
+
+enum conn_initiator {
+	CONN_FROM_HOST,
+	CONN_FROM_GUEST,
+};
+
+/* Control packets a connection still has to put on the RX queue. */
+enum conn_pending {
+	CONN_PENDING_REQUEST = 1u << 0,
+	CONN_PENDING_RESPONSE = 1u << 1,
+	CONN_PENDING_CREDIT_UPDATE = 1u << 2,
+	CONN_PENDING_SHUTDOWN = 1u << 3,
+};
+
+/* Deadline kinds (one timerfd, see deadline.h). */
+enum conn_deadline_kind {
+	CONN_DEADLINE_HANDSHAKE = 0,  /* CONNECT line not complete */
+	CONN_DEADLINE_CONNECT = 1,    /* REQUEST unanswered / broker slow */
+	CONN_DEADLINE_SHUTDOWN = 2,   /* close pending, data still flushing */
+};
+
+#define CONN_HANDSHAKE_TIMEOUT_NS (5ull * 1000000000ull)
+#define CONN_CONNECT_TIMEOUT_NS (2ull * 1000000000ull)
+#define CONN_SHUTDOWN_TIMEOUT_NS (2ull * 1000000000ull)
+
+struct conn_counters {
+	uint64_t bytes_to_host, bytes_to_guest;
+	uint64_t packets_from_guest, packets_to_guest;
+	uint64_t opened_ns, last_activity_ns;
+};
+
+struct conn {
+	enum conn_state state;
+	enum conn_initiator initiator;
+	uint32_t slot;            /* index in the table */
+	uint32_t generation;      /* bumped on every reuse of the slot */
+	int host_fd;
+	uint32_t local_port;      /* our port on CID 2 */
+	uint32_t peer_port;       /* the guest's port */
+	bool hashed;              /* in the (local, peer) lookup table */
+
+	/* guest -> host */
+	uint32_t rx_cnt;          /* payload bytes received from the guest */
+	uint32_t fwd_cnt;         /* of which written to the host socket */
+	uint32_t fwd_cnt_sent;    /* fwd_cnt as last told to the guest */
+	struct tx_ring ring;
+	bool epollout_armed;
+
+	/* host -> guest */
+	uint32_t tx_cnt;          /* payload bytes sent to the guest */
+	uint32_t peer_buf_alloc;
+	uint32_t peer_fwd_cnt;
+	bool host_readable;       /* edge seen and not yet drained */
+
+	/* directions */
+	bool host_eof;            /* host sent EOF; SHUTDOWN(SEND) owed */
+	bool guest_shut_send;     /* guest will send no more */
+	bool guest_shut_rcv;      /* guest will receive no more */
+	bool host_write_shut;     /* shutdown(SHUT_WR) done */
+
+	uint32_t pending;         /* enum conn_pending bits */
+	bool in_rx_queue;
+	struct conn *rx_next;     /* intrusive FIFO of RX work */
+	struct conn *hash_next;
+	struct deadline_entry deadline;
+	struct connect_cmd_parser handshake;
+	uint64_t connect_started_ns;
+	uint32_t connect_request_id; /* ConnectRequest in flight */
+	bool awaiting_broker;         /* its reply has not arrived */
+
+	struct conn_counters counters;
+};
+
+/* Credit we may still use towards the guest (0 if the guest shrank it). */
+static inline uint32_t conn_peer_credit(const struct conn *conn)
+{
+	uint32_t in_flight = conn->tx_cnt - conn->peer_fwd_cnt;
+	if (in_flight > conn->peer_buf_alloc)
+		return 0;
+	return conn->peer_buf_alloc - in_flight;
+}
+
+/* Free space the guest currently believes we have. */
+static inline uint32_t conn_guest_view_of_free(const struct conn *conn,
+					       uint32_t buf_alloc)
+{
+	uint32_t unacknowledged = conn->rx_cnt - conn->fwd_cnt_sent;
+	if (unacknowledged > buf_alloc)
+		return 0;
+	return buf_alloc - unacknowledged;
+}
+
+/* true when the guest's view lags our real free space by a quarter of the
+ * buffer or more: time for an unsolicited CREDIT_UPDATE (the Linux guest
+ * never asks). */
+static inline bool conn_credit_update_due(const struct conn *conn,
+					  uint32_t buf_alloc)
+{
+	uint32_t delivered_unreported = conn->fwd_cnt - conn->fwd_cnt_sent;
+	return delivered_unreported != 0 &&
+	       delivered_unreported >= buf_alloc / 4;
+}
+
+/* --- guest side: one decoded packet from the TX queue ------------------ */
+
+/* Handle a validated guest packet (cids already checked). payload is the
+ * chain's bytes after the header (length header->len). */
+void conn_handle_guest_packet(struct muxer *muxer,
+			      const struct vsock_header *header,
+			      const struct iovec *payload, size_t payload_count);
+
+/* --- host side ---------------------------------------------------------- */
+
+/* A host client fd arrived from the broker (--uds-path). */
+void conn_adopt_host_client(struct muxer *muxer, int fd);
+/* The broker answered a ConnectRequest. fd < 0 means error. */
+void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
+			    int error, int fd);
+/* epoll events for conn->host_fd. */
+void conn_on_host_event(struct muxer *muxer, struct conn *conn,
+			uint32_t events);
+/* A deadline of conn expired. */
+void conn_on_deadline(struct muxer *muxer, struct conn *conn);
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+/* Queue an RST for conn's ports and free it. */
+void conn_reset(struct muxer *muxer, struct conn *conn, const char *reason);
+/* Free conn (close the host socket) without telling the guest. */
+void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason);
+/* Put conn on the RX work FIFO if it has something to send. */
+void conn_schedule_rx(struct muxer *muxer, struct conn *conn);
+/* Does conn want to read host data into guest buffers right now? */
+bool conn_wants_host_read(const struct muxer *muxer, const struct conn *conn);
+/* After data reached the host or the ring drained: close-state checks. */
+void conn_after_progress(struct muxer *muxer, struct conn *conn);
+
+#endif

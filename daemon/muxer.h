@@ -1,0 +1,147 @@
+/*
+ * muxer.h - the jailed process: one vhost-user device, its two virtqueues,
+ * every vsock connection, and the event loop that drives them.
+ *
+ * Owns: the epoll set, the connection table, the RX work FIFO, the queue
+ * of RSTs owed for connections that no longer exist, the spare RX buffers
+ * popped but not yet filled, the deadline timer and the counters.
+ * Never: opens, binds, accepts or connects anything itself; every fd it
+ * uses came from the broker (or was created before the sandbox closed).
+ */
+#ifndef VSOCKMUX_MUXER_H
+#define VSOCKMUX_MUXER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "conn.h"
+#include "conn_table.h"
+#include "deadline.h"
+#include "vhost_user.h"
+#include "virtq.h"
+#include "vsockmux/log.h"
+#include "vsockmux/options.h"
+
+/* epoll tags: kind in the top byte, then generation and slot for conns. */
+enum muxer_event_kind {
+	MUXER_EVENT_CHANNEL = 1,
+	MUXER_EVENT_VHOST_USER,
+	MUXER_EVENT_KICK_RX,
+	MUXER_EVENT_KICK_TX,
+	MUXER_EVENT_TIMER,
+	MUXER_EVENT_HOST,
+};
+
+/* RX buffers are filled in batches: one readv() fills several. */
+#define MUXER_RX_BATCH 16u
+#define MUXER_RX_SEGMENTS 8u
+/* Most TX chains handled per loop turn before other events get a look. */
+#define MUXER_TX_BUDGET 256u
+
+struct rx_buffer {
+	struct virtq_chain chain;
+	struct iovec iov[MUXER_RX_SEGMENTS];
+};
+
+struct orphan_rst {
+	uint32_t local_port;
+	uint32_t peer_port;
+};
+
+/* Why a packet or chain was dropped; indexes muxer_stats.dropped. */
+enum muxer_drop_reason {
+	DROP_SHORT_HEADER,
+	DROP_BAD_SRC_CID,
+	DROP_BAD_DST_CID,
+	DROP_BAD_LENGTH,
+	DROP_BAD_OP,
+	DROP_NO_CONNECTION,
+	DROP_CREDIT_VIOLATION,
+	DROP_RX_BUFFER_TOO_SMALL,
+	DROP_RST_QUEUE_FULL,
+	DROP_REASON_COUNT,
+};
+
+enum muxer_refusal_reason {
+	REFUSED_NO_HOST_LISTENER,
+	REFUSED_GUEST_REFUSED,
+	REFUSED_LIMIT,
+	REFUSED_BAD_CONNECT_LINE,
+	REFUSED_HANDSHAKE_TIMEOUT,
+	REFUSED_REASON_COUNT,
+};
+
+struct muxer_stats {
+	uint64_t started_ns;
+	uint64_t connections_total[2];   /* by enum conn_initiator */
+	uint64_t connections_peak;
+	uint64_t refused[REFUSED_REASON_COUNT];
+	uint64_t rst_sent, rst_received;
+	uint64_t bytes_to_host, bytes_to_guest;
+	uint64_t packets_from_guest, packets_to_guest;
+	uint64_t dropped[DROP_REASON_COUNT];
+	uint64_t waits_for_credit, waits_for_rx_buffers;
+	uint64_t broker_connects, broker_connect_ns_sum, broker_connect_ns_max;
+};
+
+struct muxer {
+	const struct vsockmuxd_options *options;
+	int epoll_fd;
+	int channel_fd;
+	bool running;
+	int exit_code;
+
+	struct vhost_user_device device;
+	struct deadline_queue deadlines;
+	struct conn_table table;
+
+	struct conn *rx_head, *rx_tail;  /* connections with RX work */
+
+	struct orphan_rst *orphans;      /* ring of RSTs owed */
+	uint32_t orphan_capacity, orphan_head, orphan_count;
+
+	struct rx_buffer spare_rx[MUXER_RX_BATCH]; /* popped, unused yet */
+	uint32_t spare_rx_count;
+
+	bool tx_backlog;                 /* TX budget ran out last turn */
+	struct iovec tx_iov[VIRTQ_MAX_SIZE];
+	struct iovec tx_payload_iov[VIRTQ_MAX_SIZE];
+
+	struct muxer_stats stats;
+	struct log_ratelimit packet_log;
+	struct log_ratelimit conn_log;
+};
+
+/* Run the muxer until the broker goes away. Returns the exit code. */
+int muxer_run(const struct vsockmuxd_options *options, int channel_fd);
+
+/* Set up / tear down everything but the loop (tests use these). */
+int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
+	       int channel_fd);
+void muxer_destroy(struct muxer *muxer);
+
+/* epoll registration of a host socket (EPOLLET). */
+int muxer_watch_host(struct muxer *muxer, struct conn *conn);
+/* Turn EPOLLOUT interest on or off for conn (only while the ring holds
+ * data). */
+void muxer_set_host_writable_interest(struct muxer *muxer, struct conn *conn,
+				      bool want);
+/* Queue an RST for ports that have no (more) connection. */
+void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
+			    uint32_t peer_port);
+/* Fill guest RX buffers from the work FIFO and orphan RSTs. */
+void muxer_process_rx(struct muxer *muxer);
+/* Drain the TX queue (guest packets). */
+void muxer_process_tx(struct muxer *muxer);
+
+/* Take over a vhost-user frontend fd from the broker. */
+void muxer_attach_frontend(struct muxer *muxer, int fd);
+
+/* IPC with the broker (muxer_ipc.c). */
+void muxer_handle_channel(struct muxer *muxer);
+int muxer_send_connect_request(struct muxer *muxer, uint32_t request_id,
+			       uint32_t port);
+void muxer_send_vmm_detached(struct muxer *muxer);
+
+#endif
