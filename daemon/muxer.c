@@ -464,8 +464,13 @@ static void on_queue_state_changed(void *opaque, unsigned queue_index, bool read
 {
 	struct muxer *muxer = opaque;
 	log_debug("queue %u %s", queue_index, ready ? "ready" : "stopped");
-	if (!ready)
+	if (!ready) {
+		/* popped buffers belong to the stopped ring; never push them
+		 * into a restarted one */
+		if (queue_index == VSOCK_QUEUE_RX)
+			muxer->spare_rx_count = 0;
 		return;
+	}
 	if (queue_index == VSOCK_QUEUE_TX)
 		muxer_process_tx(muxer);
 	muxer_process_rx(muxer);

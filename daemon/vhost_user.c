@@ -558,6 +558,26 @@ static const struct request_rule request_rules[VHOST_USER_REQUEST_MAX] = {
 		STATE_CONFIG, false },
 };
 
+/* Names of the requests we do not serve, for the log line that drops the
+ * frontend over one. */
+static const char *const unsupported_names[VHOST_USER_REQUEST_MAX] = {
+	[VHOST_USER_NONE] = "NONE",
+	[VHOST_USER_SET_LOG_BASE] = "SET_LOG_BASE",
+	[VHOST_USER_SET_LOG_FD] = "SET_LOG_FD",
+	[VHOST_USER_SEND_RARP] = "SEND_RARP",
+	[VHOST_USER_NET_SET_MTU] = "NET_SET_MTU",
+	[VHOST_USER_SET_SLAVE_REQ_FD] = "SET_BACKEND_REQ_FD",
+	[VHOST_USER_IOTLB_MSG] = "IOTLB_MSG",
+	[VHOST_USER_SET_VRING_ENDIAN] = "SET_VRING_ENDIAN",
+};
+
+static const char *unsupported_name(uint32_t request)
+{
+	if (request < VHOST_USER_REQUEST_MAX && unsupported_names[request] != NULL)
+		return unsupported_names[request];
+	return "unknown";
+}
+
 static const struct request_rule *rule_for(uint32_t request)
 {
 	if (request >= VHOST_USER_REQUEST_MAX || request_rules[request].handler == NULL)
@@ -670,8 +690,8 @@ static int check_header(const struct vhost_user_header *header)
 		return -1;
 	}
 	if (rule == NULL) {
-		log_error("vhost-user: unknown or unsupported request %u",
-			  header->request);
+		log_error("vhost-user: unsupported request %u (%s)",
+			  header->request, unsupported_name(header->request));
 		return -1;
 	}
 	if (header->size > VHOST_USER_MAX_PAYLOAD) {

@@ -383,7 +383,8 @@ void virtq_push(struct virtq *queue, uint16_t head, uint32_t written)
 {
 	uint32_t *elem;
 
-	if (queue->used == NULL || queue->size == 0)
+	/* a stopped ring belongs to the frontend again (GET_VRING_BASE) */
+	if (!queue->started || queue->used == NULL || queue->size == 0)
 		return;
 	elem = used_elem(queue, queue->used_idx & (queue->size - 1u));
 	__atomic_store_n(&elem[0], htole32((uint32_t)head), __ATOMIC_RELAXED);

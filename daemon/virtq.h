@@ -113,7 +113,10 @@ int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
  * a second time when popping again. */
 void virtq_unpop(struct virtq *queue, uint16_t count);
 
-/* Publish one used entry (head, written length). Does not notify. */
+/* Publish one used entry (head, written length). Does not notify. Does
+ * nothing once the queue is stopped (virtq_stop / GET_VRING_BASE): the ring
+ * then belongs to the frontend again, and a chain popped before the stop
+ * must not be answered into it. */
 void virtq_push(struct virtq *queue, uint16_t head, uint32_t written);
 
 /* After a batch of pushes: interrupt the guest via call_fd if it wants one

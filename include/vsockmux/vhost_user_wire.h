@@ -115,6 +115,9 @@ struct vhost_user_config {
 #define VHOST_USER_CONFIG_HEADER_SIZE 12u
 
 /* Largest payload any message we accept may carry. */
-#define VHOST_USER_MAX_PAYLOAD (sizeof(struct vhost_user_memory))
+#define VHOST_USER_MAX_PAYLOAD                                             \
+	(sizeof(struct vhost_user_config) > sizeof(struct vhost_user_memory) \
+		 ? sizeof(struct vhost_user_config)                           \
+		 : sizeof(struct vhost_user_memory))
 
 #endif

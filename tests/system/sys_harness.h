@@ -1,0 +1,252 @@
+/*
+ * sys_harness.h - system-test harness: starts the real vsockmuxd in a fresh
+ * temp dir, connects virtual guests (vguest.h) to it, drives host-side
+ * AF_UNIX sockets, and runs everything from one bounded poll loop.
+ *
+ * Owns: the daemon process (fork+exec of $VSOCKMUXD, stderr forwarded by a
+ * drain thread that also spots "ready" and sanitizer reports), host
+ * connections and listeners, pattern streams with content checks, the
+ * per-test deadline, and the test runner (one forked child per test, a
+ * PASS/FAIL line each).
+ * Never: sleeps to synchronise. Every wait is poll() with a bound taken
+ * from the test's deadline; every wait can fail the test.
+ */
+#ifndef VSOCKMUX_TESTS_SYS_HARNESS_H
+#define VSOCKMUX_TESTS_SYS_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vguest.h"
+
+#define SYS_MAX_GUESTS 4
+#define SYS_DEFAULT_WAIT_MS 5000
+
+struct sys_harness;
+
+/* ---- byte buffer ---- */
+struct sys_buf {
+	uint8_t *data;
+	size_t head, tail, capacity;
+};
+
+/* ---- deterministic content streams ---- */
+enum sys_after {
+	SYS_AFTER_NOTHING,
+	SYS_AFTER_SHUTDOWN,   /* host: shutdown(SHUT_WR); guest: SHUTDOWN(SEND) */
+	SYS_AFTER_CLOSE,      /* host: close(); guest: vguest_close */
+};
+
+struct sys_source {
+	bool active;
+	uint32_t seed;
+	uint64_t total, done;
+	enum sys_after after;
+	bool after_done;
+	uint64_t start_ns, end_ns;
+};
+
+struct sys_sink {
+	bool active;
+	uint32_t seed;
+	uint64_t expected, received;
+	uint64_t start_ns, end_ns;    /* first byte, last expected byte */
+};
+
+/* ---- host side ---- */
+struct host_conn {
+	struct sys_harness *h;
+	int fd;
+	char name[48];
+	bool read_eof;               /* read() returned 0 */
+	bool error;                  /* ECONNRESET/EPIPE/... */
+	int error_code;
+	bool paused;                 /* do not read */
+	bool shut_wr_pending, shut_wr_done;
+	struct sys_buf in, out;
+	uint64_t bytes_in, bytes_out;
+	struct sys_source source;
+	struct sys_sink sink;
+	struct host_conn *next;      /* harness list */
+	struct host_conn *accept_next;
+};
+
+struct host_listener {
+	struct sys_harness *h;
+	int fd;
+	uint32_t port;
+	char path[108];
+	struct host_conn *accept_head, *accept_tail;
+	unsigned accepted;
+	struct host_listener *next;
+};
+
+/* ---- guest side streams ---- */
+struct guest_stream {
+	struct vguest_sock *sock;
+	char name[48];
+	struct sys_source source;
+	struct sys_sink sink;
+	bool eof;
+	struct guest_stream *next;
+};
+
+struct sys_harness {
+	const char *test_name;
+	char dir[64];
+	char vhost_path[108];
+	char uds_path[108];
+	uint64_t start_ns, deadline_ns;
+	bool quiet;
+
+	/* daemon */
+	pid_t daemon_pid;
+	bool daemon_reaped;
+	int daemon_status;
+	int daemon_log_fd;
+	bool drain_started;
+
+	struct vguest *guests[SYS_MAX_GUESTS];
+	struct vguest *vg;             /* the first guest */
+	struct host_conn *conns;
+	struct host_listener *listeners;
+	struct guest_stream *streams;
+
+	struct pollfd *pollfds;
+	size_t pollfd_capacity;
+	uint8_t *scratch;              /* 256 KiB */
+	bool failed;
+	bool in_teardown;
+};
+
+/* ---- runner ---- */
+struct sys_test {
+	const char *name;
+	void (*run)(struct sys_harness *h);
+	int timeout_s;
+};
+/* main(): "--list", or test names (none: all). Each test runs in a forked
+ * child. Exit status 0 when every selected test passed. */
+int sys_main(int argc, char **argv, const struct sys_test *tests, size_t count);
+
+/* ---- failing ---- */
+void sys_fail(const char *file, int line, const char *format, ...)
+	__attribute__((format(printf, 3, 4), noreturn));
+#define CHECK(cond) do { if (!(cond)) \
+	sys_fail(__FILE__, __LINE__, "check failed: %s", #cond); } while (0)
+#define CHECKF(cond, ...) do { if (!(cond)) \
+	sys_fail(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+#define FAIL(...) sys_fail(__FILE__, __LINE__, __VA_ARGS__)
+
+uint64_t sys_now_ns(void);
+/* Absolute end of a wait of timeout_ms, capped by the test deadline. */
+uint64_t sys_wait_end(struct sys_harness *h, int timeout_ms);
+int sys_ms_until(uint64_t end_ns);
+
+/* Pump until cond holds; fail after timeout_ms (or the test deadline). */
+#define WAIT_FOR(h, timeout_ms, cond) do { \
+	uint64_t wait_end_ = sys_wait_end((h), (timeout_ms)); \
+	while (!(cond)) { \
+		if (sys_now_ns() >= wait_end_) \
+			sys_fail(__FILE__, __LINE__, \
+				 "timed out after %d ms waiting for: %s", \
+				 (int)(timeout_ms), #cond); \
+		sys_pump((h), sys_ms_until(wait_end_)); \
+	} } while (0)
+
+/* ---- set-up ---- */
+/* Start the daemon with the standard arguments plus extra (NULL-ended,
+ * may be NULL); waits for "ready". */
+void sys_start_daemon(struct sys_harness *h, const char *const *extra_args);
+/* Create a guest with options (NULL: defaults) and run the vhost-user
+ * set-up; fails the test on error. The first one becomes h->vg. */
+struct vguest *sys_guest_new(struct sys_harness *h,
+			     const struct vguest_options *options);
+/* Disconnect and destroy a guest (streams on its sockets go too). */
+void sys_guest_drop(struct sys_harness *h, struct vguest *vg);
+/* Daemon + default guest. */
+void sys_setup(struct sys_harness *h);
+/* True while the daemon's stderr is open (some process alive). */
+bool sys_daemon_alive(struct sys_harness *h);
+
+/* ---- the loop ---- */
+/* One round: push streams, poll everything up to timeout_ms, handle. */
+void sys_pump(struct sys_harness *h, int timeout_ms);
+/* Observe for duration_ms (negative checks: "nothing happens"). */
+void sys_pump_for(struct sys_harness *h, int duration_ms);
+/*
+ * Barrier through the daemon's TX processing: a guest connect to a port
+ * nobody listens on must come back as RST; everything the guest posted
+ * before it has been processed by then.
+ */
+void sys_tx_barrier(struct sys_harness *h, struct vguest *vg);
+
+/* ---- host connections ---- */
+struct host_conn *host_connect(struct sys_harness *h);
+/* host_connect + "CONNECT <port>\n" */
+struct host_conn *host_connect_port(struct sys_harness *h, uint32_t port);
+void host_write(struct host_conn *c, const void *data, size_t len);
+void host_write_str(struct host_conn *c, const char *text);
+/* Pop one complete line ("...\n") from the input; false if none yet. */
+bool host_take_line(struct host_conn *c, char *line, size_t capacity);
+size_t host_in_len(const struct host_conn *c);
+const uint8_t *host_in_data(const struct host_conn *c);
+void host_in_consume(struct host_conn *c, size_t len);
+void host_shutdown_wr(struct host_conn *c);     /* after pending output */
+void host_close(struct host_conn *c);           /* close the fd now */
+void host_conn_free(struct host_conn *c);
+bool host_peer_closed(const struct host_conn *c); /* EOF or error */
+void host_set_paused(struct host_conn *c, bool paused);
+void host_source(struct host_conn *c, uint32_t seed, uint64_t total,
+		 enum sys_after after);
+void host_sink(struct host_conn *c, uint32_t seed, uint64_t expected);
+/* Wait for "OK <port>\n"; returns the port. */
+uint32_t host_expect_ok(struct sys_harness *h, struct host_conn *c);
+
+struct host_listener *host_listen(struct sys_harness *h, uint32_t port);
+struct host_conn *host_accept(struct host_listener *l);
+void host_listener_close(struct host_listener *l);
+
+/* ---- guest streams ---- */
+struct guest_stream *guest_stream_add(struct sys_harness *h,
+				      struct vguest_sock *sock);
+void guest_stream_source(struct guest_stream *gs, uint32_t seed,
+			 uint64_t total, enum sys_after after);
+void guest_stream_sink(struct guest_stream *gs, uint32_t seed,
+		       uint64_t expected);
+void guest_stream_remove(struct sys_harness *h, struct guest_stream *gs);
+
+/* ---- helpers for tests ---- */
+/* Guest listener on port; host CONNECTs; returns both ends, established. */
+void sys_open_host_initiated(struct sys_harness *h, struct vguest *vg,
+			     struct vguest_sock *listener, uint32_t port,
+			     struct host_conn **host, struct vguest_sock **guest);
+/* Host listener on port (created if l is NULL); guest connects. */
+void sys_open_guest_initiated(struct sys_harness *h, struct vguest *vg,
+			      struct host_listener *l, struct host_conn **host,
+			      struct vguest_sock **guest);
+/* Read from a guest socket into buffer until len bytes or timeout. */
+void sys_guest_read_exact(struct sys_harness *h, struct vguest_sock *sock,
+			  void *buffer, size_t len, int timeout_ms);
+/* Send all of data from a guest socket (pumping for credit). */
+void sys_guest_write_all(struct sys_harness *h, struct vguest_sock *sock,
+			 const void *data, size_t len, int timeout_ms);
+/* Wait until the host has len bytes of input, compare, consume. */
+void sys_host_expect(struct sys_harness *h, struct host_conn *c,
+		     const void *data, size_t len, int timeout_ms);
+void sys_print_guest_stats(const struct vguest *vg);
+/* Fail if the guest saw protocol errors, credit violations, bad used
+ * entries or error signals. */
+void sys_check_guest_clean(struct vguest *vg);
+
+/* ---- patterns ---- */
+void pattern_fill(uint32_t seed, uint64_t offset, uint8_t *buffer, size_t len);
+/* Returns the index of the first wrong byte, or len if all match. */
+size_t pattern_check(uint32_t seed, uint64_t offset, const uint8_t *buffer,
+		     size_t len);
+
+double sys_mib_per_s(uint64_t bytes, uint64_t ns);
+
+#endif
