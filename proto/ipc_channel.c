@@ -13,7 +13,6 @@
 #include "vsockmux/ipc.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -130,52 +129,32 @@ static size_t collect_control(struct msghdr *msg, int *fds, size_t fd_capacity,
 	return fd_count;
 }
 
-/* True if the message or its body carries fields this binary does not know. */
-static bool has_unknown_fields(const IpcEnvelope *envelope)
+/* The body message that goes with body_case; NULL if none is present. */
+static const ProtobufCMessage *body_message(const IpcEnvelope *envelope)
 {
-	const ProtobufCMessage *body = NULL;
+	const void *body = NULL;
 
-	if (envelope->base.n_unknown_fields != 0)
-		return true;
 	switch (envelope->body_case) {
 	case VSOCKMUX__IPC__ENVELOPE__BODY_VMM_ATTACH:
-		body = &envelope->vmm_attach->base;
+		body = envelope->vmm_attach;
 		break;
 	case VSOCKMUX__IPC__ENVELOPE__BODY_VMM_DETACHED:
-		body = &envelope->vmm_detached->base;
+		body = envelope->vmm_detached;
 		break;
 	case VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM:
-		body = &envelope->host_stream->base;
+		body = envelope->host_stream;
 		break;
 	case VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REQUEST:
-		body = &envelope->connect_request->base;
+		body = envelope->connect_request;
 		break;
 	case VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY:
-		body = &envelope->connect_reply->base;
+		body = envelope->connect_reply;
 		break;
 	default:
 		break;
 	}
-	return body != NULL && body->n_unknown_fields != 0;
-}
-
-/* The body pointer that goes with body_case, NULL if absent or no case. */
-static const void *body_pointer(const IpcEnvelope *envelope)
-{
-	switch (envelope->body_case) {
-	case VSOCKMUX__IPC__ENVELOPE__BODY_VMM_ATTACH:
-		return envelope->vmm_attach;
-	case VSOCKMUX__IPC__ENVELOPE__BODY_VMM_DETACHED:
-		return envelope->vmm_detached;
-	case VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM:
-		return envelope->host_stream;
-	case VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REQUEST:
-		return envelope->connect_request;
-	case VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY:
-		return envelope->connect_reply;
-	default:
-		return NULL;
-	}
+	/* Every generated message struct starts with its ProtobufCMessage. */
+	return body;
 }
 
 int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd)
@@ -190,6 +169,7 @@ int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd)
 	const char *reason = NULL;
 	char version_reason[64];
 	IpcEnvelope *decoded = NULL;
+	const ProtobufCMessage *body;
 	struct iovec iov;
 	struct msghdr msg;
 	ssize_t length = 0;
@@ -234,19 +214,19 @@ int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd)
 	}
 
 	decoded = vsockmux__ipc__envelope__unpack(NULL, (size_t)length, datagram);
-	if (decoded == NULL)
+	if (decoded == NULL) {
 		reason = "undecodable envelope";
-	else if (decoded->version != IPC_PROTOCOL_VERSION) {
+	} else if (decoded->version != IPC_PROTOCOL_VERSION) {
 		snprintf(version_reason, sizeof(version_reason),
 			 "wrong protocol version %u (expected %u)",
 			 decoded->version, IPC_PROTOCOL_VERSION);
 		reason = version_reason;
-	}
-	else if (decoded->body_case == VSOCKMUX__IPC__ENVELOPE__BODY__NOT_SET ||
-		 body_pointer(decoded) == NULL)
+	} else if ((body = body_message(decoded)) == NULL) {
 		reason = "no body set";
-	else if (has_unknown_fields(decoded))
+	} else if (decoded->base.n_unknown_fields != 0 ||
+		   body->n_unknown_fields != 0) {
 		reason = "unknown fields";
+	}
 	if (reason != NULL) {
 		result = -EPROTO;
 		goto out;

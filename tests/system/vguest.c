@@ -300,9 +300,13 @@ static void vg_queue_layout(struct vguest *vg, unsigned index)
 	q->desc = vg_gpa(vg, q->desc_gpa);
 	q->avail = vg_gpa(vg, q->avail_gpa);
 	q->used = vg_gpa(vg, q->used_gpa);
-	q->avail_idx = 0;
-	q->last_used = 0;
-	q->kick_old = 0;
+	/* a non-zero base is what a migrated ring looks like */
+	q->avail_idx = vg->opts.ring_base;
+	q->last_used = vg->opts.ring_base;
+	q->kick_old = vg->opts.ring_base;
+	q->avail->idx = htole16(vg->opts.ring_base);
+	q->used->idx = htole16(vg->opts.ring_base);
+	q->avail->ring[q->size] = htole16(vg->opts.ring_base);
 	q->posted = 0;
 	q->broken = false;
 	q->free_count = 0;
@@ -834,7 +838,8 @@ static int vg_setup(struct vguest *vg)
 		vg_close_fd(&q->kick_fd);
 		q->kick_fd = kick;
 		if (vg_vu_set_state(vg, VHOST_USER_SET_VRING_NUM, i, q->size) != 0 ||
-		    vg_vu_set_state(vg, VHOST_USER_SET_VRING_BASE, i, 0) != 0 ||
+		    vg_vu_set_state(vg, VHOST_USER_SET_VRING_BASE, i,
+				    vg->opts.ring_base) != 0 ||
 		    vg_vu_send(vg, VHOST_USER_SET_VRING_ADDR, 0, &addr, sizeof(addr),
 			       NULL, 0) != 0 ||
 		    vg_vu_set_u64(vg, VHOST_USER_SET_VRING_KICK, i, &kick, 1, false) != 0)
@@ -1603,11 +1608,14 @@ static void vg_update_peer_credit(struct vguest *vg, struct vguest_sock *sock,
 	uint32_t in_flight = sock->tx_cnt - header->fwd_cnt;
 	if (sock->peer_credit_known &&
 	    (int32_t)(header->fwd_cnt - sock->peer_fwd_cnt) < 0)
-		vg_protocol_error(vg, "port %u: peer fwd_cnt went back %u -> %u",
-				  sock->local_port, sock->peer_fwd_cnt, header->fwd_cnt);
+		vg_protocol_error(vg, "port %u<-%u: %s: peer fwd_cnt went back %u -> %u",
+				  sock->local_port, sock->peer_port,
+				  vsock_op_name(header->op), sock->peer_fwd_cnt,
+				  header->fwd_cnt);
 	if ((int32_t)in_flight < 0)
-		vg_protocol_error(vg, "port %u: peer fwd_cnt %u ahead of tx_cnt %u",
-				  sock->local_port, header->fwd_cnt, sock->tx_cnt);
+		vg_protocol_error(vg, "port %u<-%u: %s: peer fwd_cnt %u ahead of tx_cnt %u",
+				  sock->local_port, sock->peer_port,
+				  vsock_op_name(header->op), header->fwd_cnt, sock->tx_cnt);
 	sock->peer_buf_alloc = header->buf_alloc;
 	sock->peer_fwd_cnt = header->fwd_cnt;
 	sock->peer_credit_known = true;

@@ -73,6 +73,8 @@ struct vguest_options {
 	bool strict_interrupts;      /* look at used rings only after an
 					interrupt, like a real driver */
 	uint32_t first_local_port;   /* first port for vguest_connect_port */
+	uint16_t ring_base;          /* SET_VRING_BASE: first avail/used index
+					(near 65535 to test index wrap) */
 	int io_timeout_ms;           /* bound on each vhost-user reply */
 	bool trace;                  /* print every packet on stderr */
 };

@@ -1,0 +1,1118 @@
+/*
+ * test_system.c - system tests: the real two-process vsockmuxd driven by the
+ * virtual guest (vguest.h) and host-side AF_UNIX sockets.
+ *
+ * Each test starts its own daemon in a fresh temp dir (sys_harness.h) and
+ * runs in its own forked child; `test_system --list` names them, and
+ * `test_system NAME...` runs a selection. Every wait is bounded.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "sys_harness.h"
+#include "vsockmux/vhost_user_wire.h"
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+#define LOCAL_PORT_MIN (1u << 30)
+#define LOCAL_PORT_END (1u << 31)
+#define DEFAULT_BUF_ALLOC 262144u
+
+/* A header from the guest with everything right unless changed after. */
+static struct vsock_header guest_header(uint32_t src_port, uint32_t dst_port,
+					uint16_t op)
+{
+	struct vsock_header header = {
+		.src_cid = VGUEST_DEFAULT_CID,
+		.dst_cid = VSOCK_HOST_CID,
+		.src_port = src_port,
+		.dst_port = dst_port,
+		.len = 0,
+		.type = VSOCK_TYPE_STREAM,
+		.op = op,
+		.flags = 0,
+		.buf_alloc = DEFAULT_BUF_ALLOC,
+		.fwd_cnt = 0,
+	};
+	return header;
+}
+
+/* Close a connection from the guest and check the daemon's side of it:
+ * host sees EOF, guest gets exactly one RST. */
+static void close_from_guest(struct sys_harness *h, struct vguest_sock *g,
+			     struct host_conn *c)
+{
+	CHECK(vguest_close(g) == 0);
+	WAIT_FOR(h, 3000, host_peer_closed(c));
+	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
+	CHECKF(g->reset_received, "guest close was not answered with RST");
+}
+
+static void expect_one_rst(struct sys_harness *h, struct vguest *vg,
+			   uint32_t local_port, uint32_t peer_port)
+{
+	size_t rst;
+	sys_tx_barrier(h, vg);
+	rst = vguest_count_packets(vg, false, VSOCK_OP_RST, local_port, peer_port);
+	CHECKF(rst == 1, "guest got %zu RSTs for %u<->%u, expected exactly 1", rst,
+	       local_port, peer_port);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_host_initiated(struct sys_harness *h)
+{
+	static const char to_guest[] = "hello from the host\n";
+	static const char to_host[] = "hello from the guest\n";
+	char buffer[64];
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	const struct vguest_packet_record *request, *response;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	CHECK(listener);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+
+	request = vguest_find_packet(h->vg, false, VSOCK_OP_REQUEST, 52, g->peer_port);
+	CHECK(request);
+	CHECKF(request->header.src_cid == VSOCK_HOST_CID && request->header.dst_cid == 3 &&
+	       request->header.type == VSOCK_TYPE_STREAM && request->header.dst_port == 52,
+	       "bad REQUEST header");
+	CHECKF(request->header.buf_alloc == DEFAULT_BUF_ALLOC,
+	       "REQUEST buf_alloc %u, expected --tx-buffer-size default %u",
+	       request->header.buf_alloc, DEFAULT_BUF_ALLOC);
+	CHECK(request->header.fwd_cnt == 0);
+	response = vguest_find_packet(h->vg, true, VSOCK_OP_RESPONSE, 52, g->peer_port);
+	CHECK(response);
+
+	host_write_str(c, to_guest);
+	sys_guest_read_exact(h, g, buffer, strlen(to_guest), 3000);
+	CHECK(memcmp(buffer, to_guest, strlen(to_guest)) == 0);
+	sys_guest_write_all(h, g, to_host, strlen(to_host), 3000);
+	sys_host_expect(h, c, to_host, strlen(to_host), 3000);
+
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_REQUEST, 52, VGUEST_ANY_PORT) == 1);
+	close_from_guest(h, g, c);
+	expect_one_rst(h, h->vg, 52, g->peer_port);
+}
+
+static void test_guest_initiated(struct sys_harness *h)
+{
+	static const char to_guest[] = "hello from the host\n";
+	static const char to_host[] = "hello from the guest\n";
+	char buffer[64];
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	const struct vguest_packet_record *response;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	response = vguest_find_packet(h->vg, false, VSOCK_OP_RESPONSE, g->local_port, 1234);
+	CHECK(response);
+	CHECKF(response->header.src_cid == VSOCK_HOST_CID && response->header.dst_cid == 3,
+	       "bad RESPONSE cids");
+	CHECKF(response->header.buf_alloc == DEFAULT_BUF_ALLOC, "RESPONSE buf_alloc %u",
+	       response->header.buf_alloc);
+
+	sys_guest_write_all(h, g, to_host, strlen(to_host), 3000);
+	sys_host_expect(h, c, to_host, strlen(to_host), 3000);
+	host_write_str(c, to_guest);
+	sys_guest_read_exact(h, g, buffer, strlen(to_guest), 3000);
+	CHECK(memcmp(buffer, to_guest, strlen(to_guest)) == 0);
+
+	close_from_guest(h, g, c);
+	expect_one_rst(h, h->vg, g->local_port, 1234);
+}
+
+/* 8 MiB each way on one connection, then both at once. */
+static void test_bulk_8mib(struct sys_harness *h)
+{
+	const uint64_t size = 8ull * MIB;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+	const struct vguest_stats *stats;
+	uint64_t start;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	gs = guest_stream_add(h, g);
+
+	/* guest -> host */
+	start = sys_now_ns();
+	guest_stream_source(gs, 11, size, SYS_AFTER_NOTHING);
+	host_sink(c, 11, size);
+	WAIT_FOR(h, 60000, c->sink.received == size);
+	printf("THROUGHPUT guest->host 8 MiB: %.1f MiB/s\n",
+	       sys_mib_per_s(size, c->sink.end_ns - start));
+	stats = vguest_get_stats(h->vg);
+	CHECKF(stats->rx_packets[VSOCK_OP_CREDIT_UPDATE] > 0,
+	       "the daemon never pushed CREDIT_UPDATE during an 8 MiB upload");
+	CHECK(stats->tx_packets[VSOCK_OP_CREDIT_REQUEST] == 0);
+	CHECKF(g->peer_buf_alloc == DEFAULT_BUF_ALLOC, "daemon buf_alloc %u", g->peer_buf_alloc);
+
+	/* host -> guest */
+	start = sys_now_ns();
+	host_source(c, 22, size, SYS_AFTER_NOTHING);
+	guest_stream_sink(gs, 22, size);
+	WAIT_FOR(h, 60000, gs->sink.received == size);
+	printf("THROUGHPUT host->guest 8 MiB: %.1f MiB/s\n",
+	       sys_mib_per_s(size, gs->sink.end_ns - start));
+
+	/* both directions at once */
+	start = sys_now_ns();
+	guest_stream_source(gs, 33, size, SYS_AFTER_NOTHING);
+	host_sink(c, 33, size);
+	host_source(c, 44, size, SYS_AFTER_NOTHING);
+	guest_stream_sink(gs, 44, size);
+	WAIT_FOR(h, 90000, c->sink.received == size && gs->sink.received == size);
+	printf("THROUGHPUT bidirectional 2 x 8 MiB: %.1f MiB/s total\n",
+	       sys_mib_per_s(2 * size, sys_now_ns() - start));
+
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+	sys_check_guest_clean(h->vg);
+}
+
+#define CONCURRENT_HALF 32u
+
+struct conn_pair {
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+	uint64_t to_host, to_guest;
+};
+
+/* Take every accepted guest socket into pairs[first + *accepted ...];
+ * true once one with peer_port == port is among them. */
+static bool collect_accepted(struct vguest_sock *listener, struct conn_pair *pairs,
+			     unsigned first, unsigned *accepted, uint32_t port)
+{
+	struct vguest_sock *g;
+	bool found = false;
+	while ((g = vguest_accept(listener)) != NULL) {
+		CHECKF(*accepted < CONCURRENT_HALF, "more connections than CONNECTs");
+		pairs[first + (*accepted)++].g = g;
+	}
+	for (unsigned k = first; k < first + *accepted; k++)
+		if (pairs[k].g->peer_port == port)
+			found = true;
+	return found;
+}
+
+static bool all_transfers_done(const struct conn_pair *pairs, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++) {
+		if (pairs[i].to_host && pairs[i].c->sink.received != pairs[i].to_host)
+			return false;
+		if (pairs[i].to_guest && pairs[i].gs->sink.received != pairs[i].to_guest)
+			return false;
+	}
+	return true;
+}
+
+static bool all_closed(const struct conn_pair *pairs, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++)
+		if (!host_peer_closed(pairs[i].c) || pairs[i].g->state != VGUEST_SOCK_CLOSED)
+			return false;
+	return true;
+}
+
+/* 64 connections at once (32 each way), mixed directions and sizes. */
+static void test_concurrent_64(struct sys_harness *h)
+{
+	struct conn_pair pairs[2 * CONCURRENT_HALF];
+	struct host_conn *pending[CONCURRENT_HALF];
+	struct vguest_sock *listener;
+	struct host_listener *host_l;
+	unsigned accepted = 0;
+
+	memset(pairs, 0, sizeof(pairs));
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 60);
+	host_l = host_listen(h, 61);
+
+	/* 32 host-initiated connects at once; pair them by the OK port */
+	for (unsigned i = 0; i < CONCURRENT_HALF; i++)
+		pending[i] = host_connect_port(h, 60);
+	for (unsigned i = 0; i < CONCURRENT_HALF; i++) {
+		uint32_t port = host_expect_ok(h, pending[i]);
+		WAIT_FOR(h, 5000, collect_accepted(listener, pairs, CONCURRENT_HALF,
+						   &accepted, port));
+		for (unsigned k = CONCURRENT_HALF; k < CONCURRENT_HALF + accepted; k++)
+			if (pairs[k].g->peer_port == port) {
+				CHECKF(!pairs[k].c, "two host connections got OK %u", port);
+				pairs[k].c = pending[i];
+			}
+	}
+	CHECK(accepted == CONCURRENT_HALF);
+	/* 32 guest-initiated, one after the other (the host side is paired
+	 * by accept order) */
+	for (unsigned i = 0; i < CONCURRENT_HALF; i++)
+		sys_open_guest_initiated(h, h->vg, host_l, &pairs[i].c, &pairs[i].g);
+
+	for (unsigned i = 0; i < 2 * CONCURRENT_HALF; i++) {
+		struct conn_pair *p = &pairs[i];
+		p->gs = guest_stream_add(h, p->g);
+		p->to_host = (i % 3 != 1) ? 100 * KIB + i * 7919u : 0;
+		p->to_guest = (i % 3 != 0) ? 80 * KIB + i * 6007u : 0;
+		if (p->to_host) {
+			guest_stream_source(p->gs, 1000 + i, p->to_host, SYS_AFTER_NOTHING);
+			host_sink(p->c, 1000 + i, p->to_host);
+		}
+		if (p->to_guest) {
+			host_source(p->c, 2000 + i, p->to_guest, SYS_AFTER_NOTHING);
+			guest_stream_sink(p->gs, 2000 + i, p->to_guest);
+		}
+	}
+	WAIT_FOR(h, 60000, all_transfers_done(pairs, 2 * CONCURRENT_HALF));
+	/* host-side local ports must be distinct */
+	for (unsigned i = CONCURRENT_HALF; i < 2 * CONCURRENT_HALF; i++)
+		for (unsigned k = i + 1; k < 2 * CONCURRENT_HALF; k++)
+			CHECK(pairs[i].g->peer_port != pairs[k].g->peer_port);
+	for (unsigned i = 0; i < 2 * CONCURRENT_HALF; i++) {
+		guest_stream_remove(h, pairs[i].gs);
+		CHECK(vguest_close(pairs[i].g) == 0);
+	}
+	WAIT_FOR(h, 5000, all_closed(pairs, 2 * CONCURRENT_HALF));
+	sys_check_guest_clean(h->vg);
+}
+
+/* Host shutdown(SHUT_WR): guest gets all data then SHUTDOWN(SEND), and can
+ * still send. */
+static void test_half_close_host_wr(struct sys_harness *h)
+{
+	const uint64_t down = 100 * KIB, up = 200 * KIB;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+	const struct vguest_packet_record *shut;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	gs = guest_stream_add(h, g);
+	host_source(c, 5, down, SYS_AFTER_SHUTDOWN);
+	guest_stream_sink(gs, 5, down);
+	WAIT_FOR(h, 5000, gs->sink.received == down && gs->eof);
+	shut = vguest_find_packet(h->vg, false, VSOCK_OP_SHUTDOWN, 52, g->peer_port);
+	CHECK(shut);
+	CHECKF(shut->header.flags == VSOCK_SHUTDOWN_SEND,
+	       "host SHUT_WR gave SHUTDOWN flags %u, expected SEND (2)", shut->header.flags);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_SHUTDOWN, 52, g->peer_port) == 1);
+	CHECKF(g->state == VGUEST_SOCK_CONNECTED, "guest socket %s after host half-close",
+	       vguest_sock_state_name(g->state));
+
+	/* the other direction keeps working */
+	guest_stream_source(gs, 6, up, SYS_AFTER_NOTHING);
+	host_sink(c, 6, up);
+	WAIT_FOR(h, 5000, c->sink.received == up);
+	CHECK(!c->error);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RST, 52, g->peer_port) == 0);
+
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+	expect_one_rst(h, h->vg, 52, g->peer_port);
+}
+
+/* Guest SHUTDOWN(SEND): host reads EOF after the data, and can still send. */
+static void test_half_close_guest_send(struct sys_harness *h)
+{
+	const uint64_t up = 100 * KIB, down = 200 * KIB;
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	gs = guest_stream_add(h, g);
+	guest_stream_source(gs, 7, up, SYS_AFTER_SHUTDOWN);
+	host_sink(c, 7, up);
+	WAIT_FOR(h, 5000, c->sink.received == up && c->read_eof);
+	CHECK(!c->error);
+
+	host_source(c, 8, down, SYS_AFTER_NOTHING);
+	guest_stream_sink(gs, 8, down);
+	WAIT_FOR(h, 5000, gs->sink.received == down);
+	CHECK(g->state == VGUEST_SOCK_CONNECTED);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RST, g->local_port, 1234) == 0);
+
+	/* host closes now: guest sees SHUTDOWN(SEND), then closes itself */
+	host_close(c);
+	WAIT_FOR(h, 3000, g->peer_shutdown & VSOCK_SHUTDOWN_SEND);
+	guest_stream_remove(h, gs);
+	CHECK(vguest_close(g) == 0);
+	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
+	CHECKF(g->reset_received || g->reset_sent, "connection did not end with RST");
+	sys_tx_barrier(h, h->vg);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RST, g->local_port, 1234) <= 1);
+}
+
+/* Guest RST: host socket closed; the daemon must not answer with RST. */
+static void test_guest_rst(struct sys_harness *h)
+{
+	static const char hello[] = "ping";
+	char buffer[8];
+	struct vguest_sock *listener, *g, *g2;
+	struct host_conn *c, *c2;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	host_write_str(c, hello);
+	sys_guest_read_exact(h, g, buffer, 4, 3000);
+	CHECK(vguest_reset(g) == 0);
+	WAIT_FOR(h, 3000, host_peer_closed(c));
+	sys_tx_barrier(h, h->vg);
+	CHECKF(vguest_count_packets(h->vg, false, VSOCK_OP_RST, 52, g->peer_port) == 0,
+	       "the daemon answered the guest's RST with an RST");
+	/* the listener still works */
+	sys_open_host_initiated(h, h->vg, listener, 52, &c2, &g2);
+	CHECK(g2->peer_port != 0);
+	host_write_str(c2, hello);
+	sys_guest_read_exact(h, g2, buffer, 4, 3000);
+	close_from_guest(h, g2, c2);
+}
+
+/* Host close(): guest gets data, SHUTDOWN(SEND), then RST after its close. */
+static void test_host_close(struct sys_harness *h)
+{
+	const uint64_t down = 50 * KIB;
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+	const struct vguest_packet_record *shut;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	gs = guest_stream_add(h, g);
+	host_source(c, 9, down, SYS_AFTER_CLOSE);
+	guest_stream_sink(gs, 9, down);
+	WAIT_FOR(h, 5000, gs->sink.received == down && gs->eof);
+	shut = vguest_find_packet(h->vg, false, VSOCK_OP_SHUTDOWN, g->local_port, 1234);
+	CHECK(shut);
+	CHECKF(shut->header.flags & VSOCK_SHUTDOWN_SEND,
+	       "host close gave SHUTDOWN flags %u without SEND", shut->header.flags);
+	guest_stream_remove(h, gs);
+	if (g->state == VGUEST_SOCK_CONNECTED)
+		CHECK(vguest_close(g) == 0);
+	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
+	sys_tx_barrier(h, h->vg);
+	/* Either the daemon RSTs our close, or (it sent SHUTDOWN both) we RST
+	 * as Linux does; never both sides. */
+	CHECKF(vguest_count_packets(h->vg, false, VSOCK_OP_RST, g->local_port, 1234) +
+	       vguest_count_packets(h->vg, true, VSOCK_OP_RST, g->local_port, 1234) == 1,
+	       "expected exactly one RST between guest and daemon (got %zu from the "
+	       "daemon, %zu from the guest)",
+	       vguest_count_packets(h->vg, false, VSOCK_OP_RST, g->local_port, 1234),
+	       vguest_count_packets(h->vg, true, VSOCK_OP_RST, g->local_port, 1234));
+}
+
+/* Guest close while the host is not reading: data is flushed, then EOF. */
+static void test_guest_close_flushes(struct sys_harness *h)
+{
+	const uint64_t up = 300 * KIB;
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	host_set_paused(c, true);
+	gs = guest_stream_add(h, g);
+	guest_stream_source(gs, 12, up, SYS_AFTER_CLOSE);
+	WAIT_FOR(h, 5000, gs->source.after_done);
+	CHECK(g->state == VGUEST_SOCK_CLOSING || g->state == VGUEST_SOCK_CLOSED);
+	host_sink(c, 12, up);
+	host_set_paused(c, false);
+	WAIT_FOR(h, 5000, c->sink.received == up && c->read_eof);
+	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
+	CHECK(g->reset_received);
+	guest_stream_remove(h, gs);
+	expect_one_rst(h, h->vg, g->local_port, 1234);
+}
+
+static void test_guest_connect_no_listener(struct sys_harness *h)
+{
+	struct vguest_sock *g;
+	uint64_t elapsed;
+
+	sys_setup(h);
+	g = vguest_connect_port(h->vg, 4444);
+	CHECK(g);
+	WAIT_FOR(h, 1000, g->state == VGUEST_SOCK_CLOSED);
+	elapsed = g->closed_ns - g->connect_started_ns;
+	printf("guest connect without host listener refused after %.1f ms\n",
+	       (double)elapsed / 1e6);
+	CHECKF(g->refused, "connect ended without RST");
+	CHECKF(elapsed < 1000000000ull, "RST took %" PRIu64 " ms", elapsed / 1000000);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RST, g->local_port, 4444) == 1);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RESPONSE, g->local_port, 4444) == 0);
+}
+
+/* Host CONNECT to a guest port nobody listens on: the guest RSTs (Linux),
+ * the host socket is closed with nothing written. */
+static void test_host_connect_guest_refuses(struct sys_harness *h)
+{
+	struct host_conn *c;
+	const struct vguest_packet_record *request;
+
+	sys_setup(h);
+	c = host_connect_port(h, 5555);
+	WAIT_FOR(h, 3000, host_peer_closed(c));
+	CHECKF(host_in_len(c) == 0, "host got %zu bytes (\"%.*s\") from a refused connect",
+	       host_in_len(c), (int)host_in_len(c), (const char *)host_in_data(c));
+	request = vguest_find_packet(h->vg, false, VSOCK_OP_REQUEST, 5555, VGUEST_ANY_PORT);
+	CHECK(request);
+	CHECK(vguest_count_packets(h->vg, true, VSOCK_OP_RST, 5555,
+				   request->header.src_port) == 1);
+	sys_tx_barrier(h, h->vg);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RST, 5555, VGUEST_ANY_PORT) == 0);
+}
+
+/* The guest never answers the REQUEST: host closed after about 2 s. */
+static void test_host_connect_timeout(struct sys_harness *h)
+{
+	struct vguest_sock *listener;
+	struct host_conn *c;
+	uint64_t start, elapsed;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 5556);
+	vguest_listen_set_mode(listener, VGUEST_LISTEN_IGNORE);
+	start = sys_now_ns();
+	c = host_connect_port(h, 5556);
+	WAIT_FOR(h, 6000, host_peer_closed(c));
+	elapsed = sys_now_ns() - start;
+	printf("unanswered CONNECT closed after %.0f ms\n", (double)elapsed / 1e6);
+	CHECKF(host_in_len(c) == 0, "host got bytes from an unanswered connect");
+	CHECKF(elapsed >= 1500000000ull && elapsed < 4000000000ull,
+	       "handshake timeout after %" PRIu64 " ms, expected about 2000",
+	       elapsed / 1000000);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_REQUEST, 5556, VGUEST_ANY_PORT) == 1);
+}
+
+/* "CONNECT 52\n" in pieces, with data in the same write as the newline. */
+static void test_connect_line_split(struct sys_harness *h)
+{
+	static const char *const pieces[] = { "coN", "nect", " 5", "2" };
+	static const char tail[] = "\nfirst bytes after the newline|";
+	static const char more[] = "and some more";
+	const size_t after_len = strlen(tail) - 1;
+	char buffer[64];
+	struct vguest_sock *listener, *g = NULL;
+	struct host_conn *c;
+	uint32_t port;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	c = host_connect(h);
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		host_write_str(c, pieces[i]);
+		sys_pump_for(h, 30);  /* let each piece arrive on its own */
+		CHECKF(vguest_count_packets(h->vg, false, VSOCK_OP_REQUEST, 52,
+					    VGUEST_ANY_PORT) == 0,
+		       "REQUEST sent before the line was complete");
+		CHECK(!host_peer_closed(c));
+	}
+	host_write_str(c, tail);
+	WAIT_FOR(h, 3000, (g = vguest_accept(listener)) != NULL);
+	port = host_expect_ok(h, c);
+	CHECK(port == g->peer_port);
+	sys_guest_read_exact(h, g, buffer, after_len, 3000);
+	CHECKF(memcmp(buffer, tail + 1, after_len) == 0,
+	       "bytes after the CONNECT newline were lost or changed: \"%.*s\"",
+	       (int)after_len, buffer);
+	host_write_str(c, more);
+	sys_guest_read_exact(h, g, buffer, strlen(more), 3000);
+	CHECK(memcmp(buffer, more, strlen(more)) == 0);
+	close_from_guest(h, g, c);
+}
+
+/* One write: "CONNECT 52\n" followed by 64 KiB of data. */
+static void test_connect_line_with_data(struct sys_harness *h)
+{
+	const size_t data_len = 64 * KIB;
+	uint8_t *message = malloc(16 + data_len);
+	struct vguest_sock *listener, *g = NULL;
+	struct host_conn *c;
+	struct guest_stream *gs;
+	size_t line_len;
+
+	CHECK(message);
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	c = host_connect(h);
+	line_len = (size_t)snprintf((char *)message, 16, "CONNECT 52\n");
+	pattern_fill(77, 0, message + line_len, data_len);
+	host_write(c, message, line_len + data_len);
+	free(message);
+	WAIT_FOR(h, 3000, (g = vguest_accept(listener)) != NULL);
+	CHECK(host_expect_ok(h, c) == g->peer_port);
+	gs = guest_stream_add(h, g);
+	guest_stream_sink(gs, 77, data_len);
+	WAIT_FOR(h, 5000, gs->sink.received == data_len);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* Case-insensitive keyword and the accepted spacing. */
+static void test_connect_line_variants(struct sys_harness *h)
+{
+	static const char *const lines[] = {
+		"connect 52\n", "CoNnEcT 52\n", "CONNECT   52\n", "CONNECT 52\r\n",
+	};
+	struct vguest_sock *listener;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		struct host_conn *c = host_connect(h);
+		struct vguest_sock *g = NULL;
+		host_write_str(c, lines[i]);
+		WAIT_FOR(h, 3000, (g = vguest_accept(listener)) != NULL || host_peer_closed(c));
+		CHECKF(g, "line \"%s\" was rejected", lines[i]);
+		CHECK(host_expect_ok(h, c) == g->peer_port);
+		close_from_guest(h, g, c);
+		host_conn_free(c);
+	}
+}
+
+/* Junk lines: host socket closed, nothing written, no REQUEST. */
+static void test_bad_connect_lines(struct sys_harness *h)
+{
+	static const char *const lines[] = {
+		"CONNECT abc\n", "HELLO 52\n", "CONNECT 99999999999\n", "CONNECT\n",
+		"CONNECT 52 53\n", "CONNECT -1\n", "CONNECT 5x2\n",
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	};
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		c = host_connect(h);
+		host_write_str(c, lines[i]);
+		WAIT_FOR(h, 3000, host_peer_closed(c));
+		CHECKF(host_in_len(c) == 0, "bad line \"%s\" got a reply", lines[i]);
+		host_conn_free(c);
+	}
+	/* connect and close without a word */
+	c = host_connect(h);
+	host_conn_free(c);
+	sys_tx_barrier(h, h->vg);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_REQUEST, 52, VGUEST_ANY_PORT) == 0);
+	/* a good one still works */
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	close_from_guest(h, g, c);
+}
+
+/* VMM disconnect closes every host socket; a new frontend is served. */
+static void test_vmm_disconnect(struct sys_harness *h)
+{
+	struct vguest_sock *listener, *g[4];
+	struct host_conn *c[4], *c2;
+	struct host_listener *host_l;
+	struct vguest *vg2;
+	struct vguest_sock *l2, *g2;
+	char buffer[8];
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	host_l = host_listen(h, 1234);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c[0], &g[0]);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c[1], &g[1]);
+	sys_open_guest_initiated(h, h->vg, host_l, &c[2], &g[2]);
+	sys_open_guest_initiated(h, h->vg, host_l, &c[3], &g[3]);
+	/* traffic in flight */
+	for (int i = 0; i < 4; i++) {
+		struct guest_stream *gs = guest_stream_add(h, g[i]);
+		guest_stream_source(gs, 100 + (uint32_t)i, 4 * MIB, SYS_AFTER_NOTHING);
+		host_sink(c[i], 100 + (uint32_t)i, 4 * MIB);
+		host_source(c[i], 200 + (uint32_t)i, 4 * MIB, SYS_AFTER_NOTHING);
+	}
+	sys_pump_for(h, 100);
+	sys_guest_drop(h, h->vg);
+	WAIT_FOR(h, 3000, host_peer_closed(c[0]) && host_peer_closed(c[1]) &&
+			  host_peer_closed(c[2]) && host_peer_closed(c[3]));
+	CHECK(sys_daemon_alive(h));
+
+	vg2 = sys_guest_new(h, NULL);
+	l2 = vguest_listen(vg2, 52);
+	sys_open_host_initiated(h, vg2, l2, 52, &c2, &g2);
+	host_write_str(c2, "again");
+	sys_guest_read_exact(h, g2, buffer, 5, 3000);
+	CHECK(memcmp(buffer, "again", 5) == 0);
+	close_from_guest(h, g2, c2);
+	{
+		struct host_conn *c3;
+		struct vguest_sock *g3;
+		sys_open_guest_initiated(h, vg2, host_l, &c3, &g3);
+		close_from_guest(h, g3, c3);
+	}
+}
+
+static void expect_new_frontend_works(struct sys_harness *h)
+{
+	struct vguest *vg2 = sys_guest_new(h, NULL);
+	struct vguest_sock *l2 = vguest_listen(vg2, 52), *g2;
+	struct host_conn *c2;
+	char buffer[8];
+	sys_open_host_initiated(h, vg2, l2, 52, &c2, &g2);
+	host_write_str(c2, "fresh");
+	sys_guest_read_exact(h, g2, buffer, 5, 3000);
+	CHECK(memcmp(buffer, "fresh", 5) == 0);
+	close_from_guest(h, g2, c2);
+}
+
+/* Unknown request number on a live frontend: dropped, next one served. */
+static void test_vhost_unknown_request(struct sys_harness *h)
+{
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	CHECK(vguest_vhost_send_raw(h->vg, 99, VHOST_USER_VERSION, 0, NULL, 0, NULL, 0) == 0);
+	WAIT_FOR(h, 3000, vguest_backend_gone(h->vg));
+	WAIT_FOR(h, 3000, host_peer_closed(c));
+	sys_guest_drop(h, h->vg);
+	CHECK(sys_daemon_alive(h));
+	expect_new_frontend_works(h);
+}
+
+/* A size field larger than any payload: dropped, next one served. */
+static void test_vhost_oversized_message(struct sys_harness *h)
+{
+	uint8_t junk[64];
+
+	sys_setup(h);
+	memset(junk, 0xab, sizeof(junk));
+	CHECK(vguest_vhost_send_raw(h->vg, VHOST_USER_SET_VRING_NUM, VHOST_USER_VERSION,
+				    0x100000u, junk, sizeof(junk), NULL, 0) == 0);
+	WAIT_FOR(h, 3000, vguest_backend_gone(h->vg));
+	sys_guest_drop(h, h->vg);
+	CHECK(sys_daemon_alive(h));
+	expect_new_frontend_works(h);
+}
+
+/* Garbage as the very first message, before any set-up. */
+static void test_vhost_garbage_first(struct sys_harness *h)
+{
+	static const uint8_t header[12] = { 99, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct pollfd pfd;
+	char byte;
+	int fd;
+
+	sys_start_daemon(h, NULL);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", h->vhost_path);
+	CHECKF(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0, "connect: %s",
+	       strerror(errno));
+	CHECK(send(fd, header, sizeof(header), MSG_NOSIGNAL) == (ssize_t)sizeof(header));
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	CHECKF(poll(&pfd, 1, 3000) == 1, "daemon kept a frontend that sent request 99");
+	CHECKF(recv(fd, &byte, 1, MSG_DONTWAIT) <= 0, "daemon answered request 99");
+	close(fd);
+	CHECK(sys_daemon_alive(h));
+	expect_new_frontend_works(h);
+}
+
+/* Malformed TX chains come back used with length 0; a good connection
+ * keeps flowing with the right content. */
+static void test_malformed_chains(struct sys_harness *h)
+{
+	const uint64_t up = 2 * MIB, down = 1 * MIB;
+	uint32_t tokens[VGUEST_BAD_CHAIN_COUNT];
+	uint8_t junk[1000];
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+	unsigned posted = 0;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	gs = guest_stream_add(h, g);
+	guest_stream_source(gs, 55, up, SYS_AFTER_NOTHING);
+	host_sink(c, 55, up);
+	memset(junk, 'Z', sizeof(junk));
+	while (posted < VGUEST_BAD_CHAIN_COUNT) {
+		struct vsock_header bad = guest_header(g->local_port, 1234, VSOCK_OP_RW);
+		bad.len = sizeof(junk);
+		bad.fwd_cnt = g->fwd_cnt;
+		if (vguest_post_bad_chain(h->vg, (enum vguest_bad_chain)posted, &bad, junk,
+					  sizeof(junk), &tokens[posted]) == 0) {
+			posted++;
+		} else {
+			CHECKF(errno == EAGAIN, "post bad chain: %s", strerror(errno));
+		}
+		sys_pump(h, 5);
+	}
+	WAIT_FOR(h, 10000, c->sink.received == up);
+	for (unsigned i = 0; i < VGUEST_BAD_CHAIN_COUNT; i++) {
+		uint32_t used_len = 0;
+		WAIT_FOR(h, 3000, vguest_chain_result(h->vg, tokens[i], &used_len) == 1);
+		CHECKF(used_len == 0, "%s: used length %u",
+		       vguest_bad_chain_name((enum vguest_bad_chain)i), used_len);
+	}
+	host_source(c, 56, down, SYS_AFTER_NOTHING);
+	guest_stream_sink(gs, 56, down);
+	WAIT_FOR(h, 10000, gs->sink.received == down);
+	CHECK(g->state == VGUEST_SOCK_CONNECTED);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* Packets with a wrong src_cid or dst_cid are dropped without a reply. */
+static void test_spoofed_cid(struct sys_harness *h)
+{
+	static const char legit[] = "legit data";
+	static const char spoof[] = "SPOOFED!!";
+	struct host_listener *listener;
+	struct vguest_sock *g, *g2;
+	struct host_conn *c, *c2;
+	struct vsock_header header;
+
+	sys_setup(h);
+	listener = host_listen(h, 7000);
+	/* REQUESTs from a foreign cid, the host cid, and to a wrong dst */
+	header = guest_header(1234, 7000, VSOCK_OP_REQUEST);
+	header.src_cid = 4;
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	header.src_cid = VSOCK_HOST_CID;
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	header.src_cid = 0xffffffffffffffffull;
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	header = guest_header(1235, 7000, VSOCK_OP_REQUEST);
+	header.dst_cid = 5;
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	header.dst_cid = 3;
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	sys_tx_barrier(h, h->vg);
+	CHECKF(listener->accepted == 0, "a spoofed REQUEST reached the host listener");
+	CHECKF(vguest_count_packets(h->vg, false, VSOCK_OP_RST, 1234, 7000) == 0 &&
+	       vguest_count_packets(h->vg, false, VSOCK_OP_RESPONSE, 1234, 7000) == 0 &&
+	       vguest_count_packets(h->vg, false, VSOCK_OP_RST, 1235, 7000) == 0 &&
+	       vguest_count_packets(h->vg, false, VSOCK_OP_RESPONSE, 1235, 7000) == 0,
+	       "the daemon replied to a spoofed packet");
+
+	/* spoofed RW on a live connection is not delivered */
+	g = vguest_connect_port_from(h->vg, 1234, 7000);
+	CHECK(g);
+	WAIT_FOR(h, 3000, g->state != VGUEST_SOCK_CONNECTING);
+	CHECK(g->state == VGUEST_SOCK_CONNECTED);
+	WAIT_FOR(h, 3000, (c = host_accept(listener)) != NULL);
+	header = guest_header(1234, 7000, VSOCK_OP_RW);
+	header.src_cid = 4;
+	header.len = (uint32_t)strlen(spoof);
+	CHECK(vguest_send_raw(h->vg, &header, spoof, strlen(spoof), NULL) == 0);
+	header.src_cid = 3;
+	header.dst_cid = 7;
+	CHECK(vguest_send_raw(h->vg, &header, spoof, strlen(spoof), NULL) == 0);
+	/* a spoofed RST must not kill the connection either */
+	header = guest_header(1234, 7000, VSOCK_OP_RST);
+	header.src_cid = 4;
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	sys_guest_write_all(h, g, legit, strlen(legit), 3000);
+	sys_host_expect(h, c, legit, strlen(legit), 3000);
+	sys_tx_barrier(h, h->vg);
+	CHECKF(host_in_len(c) == 0, "host received %zu extra (spoofed) bytes", host_in_len(c));
+	CHECK(!host_peer_closed(c));
+	close_from_guest(h, g, c);
+
+	/* the same port pair works again after a clean close */
+	g2 = vguest_connect_port_from(h->vg, 1234, 7000);
+	CHECK(g2);
+	WAIT_FOR(h, 3000, g2->state != VGUEST_SOCK_CONNECTING);
+	CHECK(g2->state == VGUEST_SOCK_CONNECTED);
+	WAIT_FOR(h, 3000, (c2 = host_accept(listener)) != NULL);
+	close_from_guest(h, g2, c2);
+}
+
+/* Unsupported socket type on REQUEST -> RST, nothing reaches the host. */
+static void test_bad_type(struct sys_harness *h)
+{
+	static const uint16_t types[] = { VSOCK_TYPE_SEQPACKET, 99, 0 };
+	struct host_listener *listener;
+	struct vsock_header header;
+
+	sys_setup(h);
+	listener = host_listen(h, 7001);
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		header = guest_header(1300 + (uint32_t)i, 7001, VSOCK_OP_REQUEST);
+		header.type = types[i];
+		CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	}
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		WAIT_FOR(h, 2000, vguest_count_packets(h->vg, false, VSOCK_OP_RST,
+						       1300 + (uint32_t)i, 7001) >= 1);
+	sys_tx_barrier(h, h->vg);
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		CHECKF(vguest_count_packets(h->vg, false, VSOCK_OP_RST, 1300 + (uint32_t)i,
+					    7001) == 1, "type %u: not exactly one RST", types[i]);
+		CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RESPONSE,
+					   1300 + (uint32_t)i, 7001) == 0);
+	}
+	CHECKF(listener->accepted == 0, "a non-stream REQUEST reached the host");
+}
+
+/* The daemon must stop at the guest's credit and resume on CREDIT_UPDATE. */
+static void test_guest_credit_respected(struct sys_harness *h)
+{
+	const uint64_t down = 1 * MIB;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	host_source(c, 66, down, SYS_AFTER_NOTHING);
+	WAIT_FOR(h, 5000, vguest_rx_pending(g) >= DEFAULT_BUF_ALLOC);
+	sys_pump_for(h, 200);
+	CHECKF(vguest_rx_pending(g) == DEFAULT_BUF_ALLOC,
+	       "guest holds %zu unread bytes with buf_alloc %u", vguest_rx_pending(g),
+	       DEFAULT_BUF_ALLOC);
+	CHECK(g->credit_violations == 0);
+	gs = guest_stream_add(h, g);
+	guest_stream_sink(gs, 66, down);
+	WAIT_FOR(h, 10000, gs->sink.received == down);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* --tx-buffer-size is what the daemon advertises; transfers still flow. */
+static void test_tx_buffer_size_option(struct sys_harness *h)
+{
+	static const char *const args[] = { "--tx-buffer-size", "65536", NULL };
+	const uint64_t up = 1 * MIB;
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	sys_start_daemon(h, args);
+	(void)sys_guest_new(h, NULL);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	CHECKF(g->peer_buf_alloc == 65536, "buf_alloc %u, expected 65536", g->peer_buf_alloc);
+	gs = guest_stream_add(h, g);
+	guest_stream_source(gs, 88, up, SYS_AFTER_NOTHING);
+	host_sink(c, 88, up);
+	WAIT_FOR(h, 10000, c->sink.received == up);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* Run data both ways with the guest in options *o. */
+static void run_both_ways(struct sys_harness *h, const struct vguest_options *o,
+			  uint64_t size)
+{
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	sys_start_daemon(h, NULL);
+	(void)sys_guest_new(h, o);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	gs = guest_stream_add(h, g);
+	guest_stream_source(gs, 1, size, SYS_AFTER_NOTHING);
+	host_sink(c, 1, size);
+	host_source(c, 2, size, SYS_AFTER_NOTHING);
+	guest_stream_sink(gs, 2, size);
+	WAIT_FOR(h, 30000, c->sink.received == size && gs->sink.received == size);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* Every TX chain shape; RX as 44 + 4096 descriptors. */
+static void test_chain_shapes(struct sys_harness *h)
+{
+	static const struct {
+		enum vguest_tx_layout layout;
+		unsigned segments;
+		bool indirect;
+		const char *name;
+	} shapes[] = {
+		{ VGUEST_TX_LINUX, 1, false, "header + data" },
+		{ VGUEST_TX_LINUX, 1, true, "indirect header + data" },
+		{ VGUEST_TX_SINGLE, 1, false, "header and data in one descriptor" },
+		{ VGUEST_TX_HDR_SPLIT, 1, false, "header split 20 + 24" },
+		{ VGUEST_TX_LINUX, 4, false, "data over 4 descriptors" },
+		{ VGUEST_TX_HDR_SPLIT, 3, true, "indirect, split header, 3 data" },
+		{ VGUEST_TX_LINUX, 16, true, "indirect, 16 data descriptors" },
+	};
+	const uint64_t size = 300 * KIB;
+	struct vguest_options o;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	vguest_options_default(&o);
+	o.rx_layout = VGUEST_RX_SPLIT;
+	sys_start_daemon(h, NULL);
+	(void)sys_guest_new(h, &o);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	gs = guest_stream_add(h, g);
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		printf("TX shape: %s\n", shapes[i].name);
+		vguest_set_tx_layout(h->vg, shapes[i].layout, shapes[i].segments,
+				     shapes[i].indirect);
+		guest_stream_source(gs, 300 + (uint32_t)i, size, SYS_AFTER_NOTHING);
+		host_sink(c, 300 + (uint32_t)i, size);
+		WAIT_FOR(h, 10000, c->sink.received == size);
+	}
+	host_source(c, 399, size, SYS_AFTER_NOTHING);
+	guest_stream_sink(gs, 399, size);
+	WAIT_FOR(h, 10000, gs->sink.received == size);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+static void test_no_event_idx(struct sys_harness *h)
+{
+	struct vguest_options o;
+	vguest_options_default(&o);
+	o.want_event_idx = false;
+	o.want_indirect = false;
+	run_both_ways(h, &o, 2 * MIB);
+}
+
+/* Ring indices start just below 65536, so both rings wrap quickly. */
+static void test_ring_index_wrap(struct sys_harness *h)
+{
+	struct vguest_options o;
+	vguest_options_default(&o);
+	o.ring_base = 65500;
+	run_both_ways(h, &o, 2 * MIB);
+}
+
+/* A big queue and small RX buffers (Linux refill-below-half policy). */
+static void test_queue_1024_linux_refill(struct sys_harness *h)
+{
+	struct vguest_options o;
+	vguest_options_default(&o);
+	o.queue_size = 1024;
+	o.rx_refill_half = true;
+	run_both_ways(h, &o, 4 * MIB);
+}
+
+/* SET_VRING_CALL with new eventfds on live rings, mid-transfer. */
+static void test_live_call_swap(struct sys_harness *h)
+{
+	const uint64_t size = 4 * MIB;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	gs = guest_stream_add(h, g);
+	guest_stream_source(gs, 3, size, SYS_AFTER_NOTHING);
+	host_sink(c, 3, size);
+	host_source(c, 4, size, SYS_AFTER_NOTHING);
+	guest_stream_sink(gs, 4, size);
+	WAIT_FOR(h, 10000, c->sink.received >= size / 4 && gs->sink.received >= size / 4);
+	CHECKF(vguest_swap_call_fds(h->vg) == 0, "swap: %s", vguest_error(h->vg));
+	WAIT_FOR(h, 20000, c->sink.received == size && gs->sink.received == size);
+	CHECKF(vguest_get_stats(h->vg)->stale_call_signals == 0,
+	       "daemon signalled %" PRIu64 " times on a call fd it had been told to drop",
+	       vguest_get_stats(h->vg)->stale_call_signals);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* Many short connections: ports are freed and reused correctly. */
+static void test_many_short_connections(struct sys_harness *h)
+{
+	struct vguest_sock *listener, *g;
+	struct host_listener *host_l;
+	struct host_conn *c;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	host_l = host_listen(h, 1234);
+	for (unsigned i = 0; i < 100; i++) {
+		sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+		close_from_guest(h, g, c);
+		host_conn_free(c);
+		vguest_sock_release(g);
+		sys_open_guest_initiated(h, h->vg, host_l, &c, &g);
+		/* host closes first this time */
+		host_close(c);
+		WAIT_FOR(h, 3000, g->peer_shutdown & VSOCK_SHUTDOWN_SEND);
+		if (g->state == VGUEST_SOCK_CONNECTED)
+			CHECK(vguest_close(g) == 0);
+		WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
+		host_conn_free(c);
+		vguest_sock_release(g);
+	}
+	sys_check_guest_clean(h->vg);
+}
+
+static const struct sys_test tests[] = {
+	{ "host_initiated", test_host_initiated, 30 },
+	{ "guest_initiated", test_guest_initiated, 30 },
+	{ "bulk_8mib", test_bulk_8mib, 180 },
+	{ "concurrent_64", test_concurrent_64, 120 },
+	{ "half_close_host_wr", test_half_close_host_wr, 30 },
+	{ "half_close_guest_send", test_half_close_guest_send, 30 },
+	{ "guest_rst", test_guest_rst, 30 },
+	{ "host_close", test_host_close, 30 },
+	{ "guest_close_flushes", test_guest_close_flushes, 30 },
+	{ "guest_connect_no_listener", test_guest_connect_no_listener, 30 },
+	{ "host_connect_guest_refuses", test_host_connect_guest_refuses, 30 },
+	{ "host_connect_timeout", test_host_connect_timeout, 30 },
+	{ "connect_line_split", test_connect_line_split, 30 },
+	{ "connect_line_with_data", test_connect_line_with_data, 30 },
+	{ "connect_line_variants", test_connect_line_variants, 30 },
+	{ "bad_connect_lines", test_bad_connect_lines, 60 },
+	{ "vmm_disconnect", test_vmm_disconnect, 60 },
+	{ "vhost_unknown_request", test_vhost_unknown_request, 30 },
+	{ "vhost_oversized_message", test_vhost_oversized_message, 30 },
+	{ "vhost_garbage_first", test_vhost_garbage_first, 30 },
+	{ "malformed_chains", test_malformed_chains, 60 },
+	{ "spoofed_cid", test_spoofed_cid, 30 },
+	{ "bad_type", test_bad_type, 30 },
+	{ "guest_credit_respected", test_guest_credit_respected, 30 },
+	{ "tx_buffer_size_option", test_tx_buffer_size_option, 30 },
+	{ "chain_shapes", test_chain_shapes, 60 },
+	{ "no_event_idx", test_no_event_idx, 60 },
+	{ "ring_index_wrap", test_ring_index_wrap, 60 },
+	{ "queue_1024_linux_refill", test_queue_1024_linux_refill, 60 },
+	{ "live_call_swap", test_live_call_swap, 60 },
+	{ "many_short_connections", test_many_short_connections, 120 },
+};
+
+int main(int argc, char **argv)
+{
+	return sys_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
+}
