@@ -246,9 +246,12 @@ static bool walk_chain(const struct virtq *queue, const struct guest_memory *mem
 				return chain_fail(error, "nested indirect table", index);
 			if (desc.flags & VRING_DESC_F_NEXT)
 				return chain_fail(error, "INDIRECT combined with NEXT", index);
-			if (desc.len == 0 || desc.len % DESC_SIZE != 0 ||
-			    desc.len / DESC_SIZE > VIRTQ_MAX_SIZE)
+			if (desc.len == 0 || desc.len % DESC_SIZE != 0)
 				return chain_fail(error, "bad indirect table length", index);
+			/* virtio: no chain may be longer than the queue */
+			if (desc.len / DESC_SIZE > queue->size)
+				return chain_fail(error, "indirect table longer than the queue",
+						  index);
 			table = guest_memory_translate(memory, desc.addr, desc.len);
 			if (table == NULL)
 				return chain_fail(error, "indirect table outside guest "

@@ -1299,8 +1299,10 @@ static void sys_teardown(struct sys_harness *h)
 		if (!vg)
 			continue;
 		h->guests[i] = NULL;
-		if (h->failed)
+		if (h->failed) {
 			sys_print_guest_stats(vg);
+			vguest_dump_state(vg, stderr);
+		}
 		else
 			sys_check_guest_clean(vg);
 		vguest_destroy(vg);

@@ -1757,7 +1757,10 @@ static void vg_rx_packet(struct vguest *vg, const struct vsock_header *header,
 		return;
 	}
 	sock->op_rx[vg_op_slot(header->op)]++;
-	vg_update_peer_credit(vg, sock, header);
+	/* An RST ends the socket; its credit fields carry nothing (Linux's
+	 * own no-socket RST has them zero). */
+	if (header->op != VSOCK_OP_RST)
+		vg_update_peer_credit(vg, sock, header);
 	switch (header->op) {
 	case VSOCK_OP_RESPONSE:
 		if (sock->state != VGUEST_SOCK_CONNECTING) {
@@ -2316,6 +2319,33 @@ const struct vguest_packet_record *vguest_packet_log(const struct vguest *vg,
 {
 	*count = vg->log_count;
 	return vg->log;
+}
+
+void vguest_dump_state(const struct vguest *vg, FILE *out)
+{
+	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++) {
+		const struct vg_queue *q = &vg->queues[i];
+		if (!q->avail)
+			continue;
+		fprintf(out, "vguest queue %u: avail idx %u, used idx %u, consumed up to %u, "
+			"posted %u, free descs %u, used_event %u, avail_event %u, used flags %#x, "
+			"interrupt pending %d%s\n", i, q->avail_idx,
+			le16toh(__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE)),
+			q->last_used, q->posted, q->free_count,
+			le16toh(q->avail->ring[q->size]),
+			le16toh(*(const uint16_t *)&q->used->ring[q->size]),
+			le16toh(q->used->flags), q->interrupt_pending,
+			q->broken ? " BROKEN" : "");
+	}
+	fprintf(out, "vguest: %zu control packets pending, %u free TX slots\n",
+		vg->pending_count, vg->tx_free_slot_count);
+	for (const struct vguest_sock *s = vg->socks; s; s = s->next)
+		fprintf(out, "vguest sock %u<->%u %s: rx %u (unread %zu) fwd %u adv %u | "
+			"tx %u peer buf_alloc %u fwd %u | shut local %u peer %u\n",
+			s->local_port, s->peer_port, vguest_sock_state_name(s->state),
+			s->rx_cnt, s->rx_tail - s->rx_head, s->fwd_cnt, s->last_fwd_cnt_sent,
+			s->tx_cnt, s->peer_buf_alloc, s->peer_fwd_cnt, s->local_shutdown,
+			s->peer_shutdown);
 }
 
 void vguest_destroy(struct vguest *vg)

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "vsockmux/virtio_vsock.h"
@@ -284,6 +285,8 @@ const char *vguest_sock_state_name(enum vguest_sock_state state);
 /* ---- counters and the control packet log ---- */
 
 const struct vguest_stats *vguest_get_stats(const struct vguest *vg);
+/* Print ring indices, event indices and socket states (for failures). */
+void vguest_dump_state(const struct vguest *vg, FILE *out);
 /* Count logged packets matching direction and op; ports as seen from the
  * guest (VGUEST_ANY_PORT matches all). RW packets are not logged. */
 size_t vguest_count_packets(const struct vguest *vg, bool from_guest,
