@@ -999,6 +999,12 @@ static void vg_publish(struct vg_queue *q, const uint16_t *descs,
 	__atomic_store_n(&q->avail->idx, htole16(q->avail_idx), __ATOMIC_RELEASE);
 }
 
+/* avail_event: the u16 after the used ring's entries (EVENT_IDX). */
+static uint16_t *vg_avail_event(const struct vg_queue *q)
+{
+	return (uint16_t *)((uint8_t *)q->used + 4 + 8u * q->size);
+}
+
 /* Notify the device of new avail entries unless it asked us not to. */
 static void vg_kick(struct vguest *vg, unsigned index)
 {
@@ -1012,8 +1018,7 @@ static void vg_kick(struct vguest *vg, unsigned index)
 	if (vg->opts.always_kick) {
 		notify = true;
 	} else if (vg->event_idx) {
-		uint16_t *avail_event = (uint16_t *)&q->used->ring[q->size];
-		uint16_t event = le16toh(__atomic_load_n(avail_event, __ATOMIC_ACQUIRE));
+		uint16_t event = le16toh(__atomic_load_n(vg_avail_event(q), __ATOMIC_ACQUIRE));
 		notify = vring_need_event(event, q->avail_idx, q->kick_old);
 	} else {
 		uint16_t flags = le16toh(__atomic_load_n(&q->used->flags, __ATOMIC_ACQUIRE));
@@ -2333,7 +2338,7 @@ void vguest_dump_state(const struct vguest *vg, FILE *out)
 			le16toh(__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE)),
 			q->last_used, q->posted, q->free_count,
 			le16toh(q->avail->ring[q->size]),
-			le16toh(*(const uint16_t *)&q->used->ring[q->size]),
+			le16toh(__atomic_load_n(vg_avail_event(q), __ATOMIC_RELAXED)),
 			le16toh(q->used->flags), q->interrupt_pending,
 			q->broken ? " BROKEN" : "");
 	}
