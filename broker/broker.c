@@ -42,6 +42,12 @@
 #define MAX_ACCEPTS_PER_WAKEUP 64
 /* Out of fds or memory in accept4: stop accepting for this long. */
 #define ACCEPT_PAUSE_NS 100000000L
+/* ConnectReplies waiting for room in the channel. The muxer keeps at most
+ * CONN_MAX_CONNECTS_IN_FLIGHT (256) requests open and the channel itself
+ * buffers more than that, so this never fills
+ * unless the muxer misbehaves; then replies are dropped (the muxer's own
+ * timeout frees the slot). */
+#define MAX_QUEUED_REPLIES 256
 
 /* What an epoll event is about (epoll_event.data.u32). */
 enum broker_source {
@@ -64,6 +70,15 @@ struct broker {
 	bool accept_paused;      /* accept4 ran out of resources */
 	bool vhost_user_polled;  /* listener is in the epoll set */
 	bool host_polled;
+	bool channel_writable_wanted; /* EPOLLOUT on the channel */
+
+	/* ConnectReplies the channel had no room for, in order */
+	struct queued_reply {
+		uint32_t request_id;
+		int32_t error;
+		int fd;
+	} queued_replies[MAX_QUEUED_REPLIES];
+	unsigned queued_head, queued_count;
 };
 
 static struct log_ratelimit accept_ratelimit;
@@ -248,6 +263,91 @@ static int handle_resume_timer(struct broker *broker)
 	return update_listener_polling(broker);
 }
 
+/* ---- ConnectReplies: never dropped while the channel is merely full --- */
+
+static void set_channel_writable_interest(struct broker *broker, bool wanted)
+{
+	struct epoll_event event = {
+		.events = EPOLLIN | (wanted ? EPOLLOUT : 0),
+		.data.u32 = SOURCE_CHANNEL,
+	};
+	if (broker->channel_writable_wanted == wanted)
+		return;
+	if (epoll_ctl(broker->epoll_fd, EPOLL_CTL_MOD, broker->channel_fd, &event) < 0) {
+		log_error("epoll_ctl(channel): %s", strerror(errno));
+		return;
+	}
+	broker->channel_writable_wanted = wanted;
+}
+
+/* Try to send one reply. 0 sent, -EAGAIN channel full, other: failed. */
+static int send_connect_reply(struct broker *broker, uint32_t request_id,
+			      int32_t error, int fd)
+{
+	Vsockmux__Ipc__ConnectReply reply = VSOCKMUX__IPC__CONNECT_REPLY__INIT;
+	IpcEnvelope answer = VSOCKMUX__IPC__ENVELOPE__INIT;
+
+	reply.request_id = request_id;
+	reply.error = error;
+	answer.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY;
+	answer.connect_reply = &reply;
+	return ipc_send(broker->channel_fd, &answer, fd);
+}
+
+/* Send queued replies in order while the channel takes them. */
+static void flush_queued_replies(struct broker *broker)
+{
+	while (broker->queued_count > 0) {
+		struct queued_reply *queued = &broker->queued_replies[broker->queued_head];
+		int result = send_connect_reply(broker, queued->request_id,
+						queued->error, queued->fd);
+		if (result == -EAGAIN)
+			break;
+		if (result < 0)
+			log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+					"cannot send ConnectReply to the muxer: %s; dropping it",
+					strerror(-result));
+		if (queued->fd >= 0)
+			close(queued->fd);
+		broker->queued_head = (broker->queued_head + 1) % MAX_QUEUED_REPLIES;
+		broker->queued_count--;
+	}
+	set_channel_writable_interest(broker, broker->queued_count > 0);
+}
+
+/* Reply now, or queue the reply (keeping fd open) until the channel has
+ * room. Takes ownership of fd. */
+static void reply_to_connect(struct broker *broker, uint32_t request_id,
+			     int32_t error, int fd)
+{
+	unsigned tail;
+	int result = -EAGAIN;
+
+	if (broker->queued_count == 0)
+		result = send_connect_reply(broker, request_id, error, fd);
+	if (result == 0 || (result != -EAGAIN)) {
+		if (result < 0)
+			log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+					"cannot send ConnectReply to the muxer: %s; dropping it",
+					strerror(-result));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (broker->queued_count == MAX_QUEUED_REPLIES) {
+		log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+				"%d ConnectReplies already queued for the muxer; dropping one",
+				MAX_QUEUED_REPLIES);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	tail = (broker->queued_head + broker->queued_count) % MAX_QUEUED_REPLIES;
+	broker->queued_replies[tail] = (struct queued_reply){ request_id, error, fd };
+	broker->queued_count++;
+	set_channel_writable_interest(broker, true);
+}
+
 /* One frontend at a time: accept it, hand it over, stop listening. */
 static int handle_vhost_user_listener(struct broker *broker)
 {
@@ -355,8 +455,6 @@ static int handle_connect_request(struct broker *broker,
 				  const IpcEnvelope *envelope)
 {
 	const Vsockmux__Ipc__ConnectRequest *request = envelope->connect_request;
-	Vsockmux__Ipc__ConnectReply reply = VSOCKMUX__IPC__CONNECT_REPLY__INIT;
-	IpcEnvelope answer = VSOCKMUX__IPC__ENVELOPE__INIT;
 	int error = 0;
 	int fd;
 
@@ -365,11 +463,7 @@ static int handle_connect_request(struct broker *broker,
 		  request->request_id, broker->options->uds_path, request->port,
 		  fd >= 0 ? "connected" : strerror(error));
 
-	reply.request_id = request->request_id;
-	reply.error = fd >= 0 ? 0 : error;
-	answer.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY;
-	answer.connect_reply = &reply;
-	send_to_muxer(broker, &answer, fd);
+	reply_to_connect(broker, request->request_id, fd >= 0 ? 0 : error, fd);
 	return BROKER_CONTINUE;
 }
 
@@ -438,6 +532,10 @@ static int handle_channel(struct broker *broker, uint32_t events)
 {
 	int result = BROKER_CONTINUE;
 
+	if (events & EPOLLOUT)
+		flush_queued_replies(broker);
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return result;
 	for (int i = 0; i < MAX_MESSAGES_PER_WAKEUP && result == BROKER_CONTINUE; i++) {
 		IpcEnvelope *envelope;
 		int fd;
@@ -578,6 +676,12 @@ int broker_run(const struct vsockmuxd_options *options,
 			result = handle_event(&broker, &events[i]);
 	}
 out:
+	for (; broker.queued_count > 0; broker.queued_count--) {
+		int fd = broker.queued_replies[broker.queued_head].fd;
+		if (fd >= 0)
+			close(fd);
+		broker.queued_head = (broker.queued_head + 1) % MAX_QUEUED_REPLIES;
+	}
 	if (broker.epoll_fd >= 0)
 		close(broker.epoll_fd);
 	if (broker.signal_fd >= 0)

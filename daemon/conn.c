@@ -42,25 +42,6 @@ static void conn_log_open(const struct conn *conn)
  * lifecycle
  */
 
-static void rx_fifo_remove(struct muxer *muxer, struct conn *conn)
-{
-	struct conn **link;
-	struct conn *previous = NULL;
-	if (!conn->in_rx_queue)
-		return;
-	for (link = &muxer->rx_head; *link; link = &(*link)->rx_next) {
-		if (*link == conn) {
-			*link = conn->rx_next;
-			if (muxer->rx_tail == conn)
-				muxer->rx_tail = previous;
-			break;
-		}
-		previous = *link;
-	}
-	conn->rx_next = NULL;
-	conn->in_rx_queue = false;
-}
-
 void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
 {
 	if (conn->state == CONN_ESTABLISHED || conn->state == CONN_HOST_REQUESTED ||
@@ -75,7 +56,7 @@ void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
 		log_debug("conn slot %" PRIu32 " freed: %s", conn->slot, reason);
 	}
 	deadline_cancel(&muxer->deadlines, &conn->deadline);
-	rx_fifo_remove(muxer, conn);
+	muxer_rx_dequeue(muxer, conn);
 	conn_table_remove(&muxer->table, conn);
 	tx_ring_clear(&conn->ring);
 	if (conn->host_fd >= 0)
@@ -83,8 +64,10 @@ void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
 	conn->host_fd = -1;
 	if (conn->awaiting_broker) {
 		/* The broker still owes a reply naming this slot: keep the
-		 * slot until it arrives (conn_on_broker_connect frees it). */
+		 * slot until it arrives (conn_on_broker_connect frees it), or
+		 * until CONN_DEADLINE_BROKER gives up on it. */
 		conn->state = CONN_ABANDONED;
+		deadline_arm(&muxer->deadlines, &conn->deadline, CONN_DEADLINE_BROKER);
 		return;
 	}
 	conn_table_free(&muxer->table, conn);
@@ -108,15 +91,8 @@ void conn_schedule_rx(struct muxer *muxer, struct conn *conn)
 {
 	bool has_work = conn->pending != 0 ||
 			(conn_wants_host_read(muxer, conn) && conn_peer_credit(conn) > 0);
-	if (!has_work || conn->in_rx_queue)
-		return;
-	conn->in_rx_queue = true;
-	conn->rx_next = NULL;
-	if (muxer->rx_tail)
-		muxer->rx_tail->rx_next = conn;
-	else
-		muxer->rx_head = conn;
-	muxer->rx_tail = conn;
+	if (has_work)
+		muxer_rx_enqueue(muxer, conn);
 }
 
 static void queue_pending(struct muxer *muxer, struct conn *conn,
@@ -213,8 +189,11 @@ static void flush_ring(struct muxer *muxer, struct conn *conn)
 {
 	while (tx_ring_used(&conn->ring) > 0) {
 		ssize_t flushed = tx_ring_flush(&conn->ring, conn->host_fd);
-		if (flushed == -EAGAIN || flushed == -EWOULDBLOCK)
+		if (flushed == -EAGAIN || flushed == -EWOULDBLOCK) {
+			/* partial progress frees guest credit too */
+			conn_after_progress(muxer, conn);
 			return;
+		}
 		if (flushed == -EINTR)
 			continue;
 		if (flushed < 0) {
@@ -235,6 +214,13 @@ static void flush_ring(struct muxer *muxer, struct conn *conn)
 /* ------------------------------------------------------------------------
  * guest ops: one handler each
  */
+
+/* A packet for a connection we do not have: RST, as Linux does. */
+static void reject_unknown(struct muxer *muxer, const struct vsock_header *header)
+{
+	muxer->stats.dropped[DROP_NO_CONNECTION]++;
+	muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+}
 
 typedef void guest_op_handler(struct muxer *muxer, struct conn *conn,
 			      const struct vsock_header *header,
@@ -264,6 +250,11 @@ static void on_guest_request(struct muxer *muxer, struct conn *conn,
 		conn_reset(muxer, conn, "duplicate REQUEST");
 		return;
 	}
+	if (muxer->connects_in_flight >= CONN_MAX_CONNECTS_IN_FLIGHT) {
+		refuse_guest_request(muxer, header, REFUSED_LIMIT,
+				     "too many connects waiting for the broker");
+		return;
+	}
 	conn = conn_table_alloc(&muxer->table);
 	if (!conn) {
 		refuse_guest_request(muxer, header, REFUSED_LIMIT,
@@ -291,6 +282,10 @@ static void on_guest_request(struct muxer *muxer, struct conn *conn,
 		return;
 	}
 	conn->awaiting_broker = true;
+	muxer->connects_in_flight++;
+	/* an RST still queued for this pair from an earlier connection must
+	 * not reach the new one */
+	muxer_forget_orphan_rst(muxer, conn->local_port, conn->peer_port);
 	deadline_arm(&muxer->deadlines, &conn->deadline, CONN_DEADLINE_CONNECT);
 }
 
@@ -306,7 +301,7 @@ static void on_guest_response(struct muxer *muxer, struct conn *conn,
 		if (conn)
 			conn_reset(muxer, conn, "unexpected RESPONSE");
 		else
-			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+			reject_unknown(muxer, header);
 		return;
 	}
 	deadline_cancel(&muxer->deadlines, &conn->deadline);
@@ -354,7 +349,7 @@ static void on_guest_shutdown(struct muxer *muxer, struct conn *conn,
 		if (conn)
 			conn_reset(muxer, conn, "SHUTDOWN before established");
 		else
-			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+			reject_unknown(muxer, header);
 		return;
 	}
 	if (header->flags & VSOCK_SHUTDOWN_RCV)
@@ -377,7 +372,7 @@ static void on_guest_rw(struct muxer *muxer, struct conn *conn,
 		if (conn)
 			conn_reset(muxer, conn, "RW before established");
 		else
-			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+			reject_unknown(muxer, header);
 		return;
 	}
 	if (header->len == 0)
@@ -402,16 +397,17 @@ static void on_guest_rw(struct muxer *muxer, struct conn *conn,
 	conn_after_progress(muxer, conn);
 }
 
+/* cppcheck-suppress constParameter ; signature fixed by the table */
 static void on_guest_credit_update(struct muxer *muxer, struct conn *conn,
 				   const struct vsock_header *header,
 				   const struct iovec *payload,
 				   size_t payload_count)
 {
-	(void)muxer;
-	(void)header;
 	(void)payload;
 	(void)payload_count;
-	(void)conn; /* credit fields were already taken from the header */
+	/* the credit fields were already taken from the header */
+	if (!conn)
+		reject_unknown(muxer, header);
 }
 
 static void on_guest_credit_request(struct muxer *muxer, struct conn *conn,
@@ -419,10 +415,11 @@ static void on_guest_credit_request(struct muxer *muxer, struct conn *conn,
 				    const struct iovec *payload,
 				    size_t payload_count)
 {
-	(void)header;
 	(void)payload;
 	(void)payload_count;
-	if (conn && conn->state == CONN_ESTABLISHED)
+	if (!conn)
+		reject_unknown(muxer, header);
+	else if (conn->state == CONN_ESTABLISHED)
 		queue_pending(muxer, conn, CONN_PENDING_CREDIT_UPDATE);
 }
 
@@ -625,6 +622,7 @@ void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 		return;
 	}
 	conn->awaiting_broker = false;
+	muxer->connects_in_flight--;
 	elapsed = monotonic_ns() - conn->connect_started_ns;
 	muxer->stats.broker_connects++;
 	muxer->stats.broker_connect_ns_sum += elapsed;
@@ -633,6 +631,7 @@ void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 	if (conn->state == CONN_ABANDONED) {
 		if (fd >= 0)
 			close(fd);
+		deadline_cancel(&muxer->deadlines, &conn->deadline);
 		conn_table_free(&muxer->table, conn);
 		return;
 	}
@@ -677,6 +676,13 @@ void conn_on_deadline(struct muxer *muxer, struct conn *conn)
 		break;
 	case CONN_ESTABLISHED:
 		conn_reset(muxer, conn, "close timed out with data unflushed");
+		break;
+	case CONN_ABANDONED:
+		log_warn("broker never answered connect request %" PRIu32
+			 "; freeing its slot", conn->connect_request_id);
+		conn->awaiting_broker = false;
+		muxer->connects_in_flight--;
+		conn_table_free(&muxer->table, conn);
 		break;
 	default:
 		break;

@@ -57,11 +57,17 @@ enum conn_deadline_kind {
 	CONN_DEADLINE_HANDSHAKE = 0,  /* CONNECT line not complete */
 	CONN_DEADLINE_CONNECT = 1,    /* REQUEST unanswered / broker slow */
 	CONN_DEADLINE_SHUTDOWN = 2,   /* close pending, data still flushing */
+	CONN_DEADLINE_BROKER = 3,     /* abandoned slot still awaiting the broker */
 };
 
 #define CONN_HANDSHAKE_TIMEOUT_NS (5ull * 1000000000ull)
 #define CONN_CONNECT_TIMEOUT_NS (2ull * 1000000000ull)
 #define CONN_SHUTDOWN_TIMEOUT_NS (2ull * 1000000000ull)
+/* A reply the broker never sends must not hold a slot forever. */
+#define CONN_BROKER_TIMEOUT_NS (10ull * 1000000000ull)
+/* Guest connects waiting for the broker at once; beyond: RST. Keeps the
+ * broker's replies within what the channel can always buffer. */
+#define CONN_MAX_CONNECTS_IN_FLIGHT 256u
 
 struct conn_counters {
 	uint64_t bytes_to_host, bytes_to_guest;
@@ -100,7 +106,7 @@ struct conn {
 
 	uint32_t pending;         /* enum conn_pending bits */
 	bool in_rx_queue;
-	struct conn *rx_next;     /* intrusive FIFO of RX work */
+	struct conn *rx_next, *rx_prev; /* intrusive FIFO of RX work */
 	struct conn *hash_next;
 	struct deadline_entry deadline;
 	struct connect_cmd_parser handshake;

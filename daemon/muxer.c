@@ -88,6 +88,68 @@ void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
 	muxer->orphan_count++;
 }
 
+void muxer_forget_orphan_rst(struct muxer *muxer, uint32_t local_port,
+			     uint32_t peer_port)
+{
+	uint32_t kept = 0;
+	/* compact in place; the queue is almost always empty */
+	for (uint32_t i = 0; i < muxer->orphan_count; i++) {
+		struct orphan_rst entry =
+			muxer->orphans[(muxer->orphan_head + i) % muxer->orphan_capacity];
+		if (entry.local_port == local_port && entry.peer_port == peer_port)
+			continue;
+		muxer->orphans[(muxer->orphan_head + kept) % muxer->orphan_capacity] = entry;
+		kept++;
+	}
+	muxer->orphan_count = kept;
+}
+
+/* ------------------------------------------------------------------------
+ * the RX work FIFO
+ */
+
+void muxer_rx_enqueue(struct muxer *muxer, struct conn *conn)
+{
+	if (conn->in_rx_queue)
+		return;
+	conn->in_rx_queue = true;
+	conn->rx_next = NULL;
+	conn->rx_prev = muxer->rx_tail;
+	if (muxer->rx_tail)
+		muxer->rx_tail->rx_next = conn;
+	else
+		muxer->rx_head = conn;
+	muxer->rx_tail = conn;
+}
+
+void muxer_rx_dequeue(struct muxer *muxer, struct conn *conn)
+{
+	if (!conn->in_rx_queue)
+		return;
+	if (conn->rx_prev)
+		conn->rx_prev->rx_next = conn->rx_next;
+	else
+		muxer->rx_head = conn->rx_next;
+	if (conn->rx_next)
+		conn->rx_next->rx_prev = conn->rx_prev;
+	else
+		muxer->rx_tail = conn->rx_prev;
+	conn->rx_next = conn->rx_prev = NULL;
+	conn->in_rx_queue = false;
+}
+
+static void rx_fifo_push_front(struct muxer *muxer, struct conn *conn)
+{
+	conn->in_rx_queue = true;
+	conn->rx_prev = NULL;
+	conn->rx_next = muxer->rx_head;
+	if (muxer->rx_head)
+		muxer->rx_head->rx_prev = conn;
+	else
+		muxer->rx_tail = conn;
+	muxer->rx_head = conn;
+}
+
 /* ------------------------------------------------------------------------
  * host -> guest (RX queue)
  */
@@ -103,12 +165,13 @@ static bool rx_take_buffer(struct muxer *muxer, struct rx_buffer *buffer)
 				     MUXER_RX_SEGMENTS, &buffer->chain) != 1) {
 			return false;
 		}
-		if (buffer->chain.length >= VSOCK_HEADER_SIZE)
+		if (buffer->chain.length > VSOCK_HEADER_SIZE)
 			return true;
-		/* too small to carry even a header */
+		/* Every buffer must fit a header and some payload: a header-only
+		 * buffer left in the spare stash would block data for good. */
 		muxer->stats.dropped[DROP_RX_BUFFER_TOO_SMALL]++;
 		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
-				"guest RX buffer of %zu bytes is smaller than a header",
+				"guest RX buffer of %zu bytes has no room for payload",
 				buffer->chain.length);
 		virtq_push(queue, buffer->chain.head, 0);
 	}
@@ -153,13 +216,16 @@ static void rx_publish(struct muxer *muxer, const struct rx_buffer *buffer,
 		muxer->stats.rst_sent++;
 }
 
-/* Send one header-only packet. false when the guest has no RX buffer. */
-static bool rx_send_control(struct muxer *muxer, const struct vsock_header *header)
+/* Send an RST for a connection that is gone. false: no RX buffer. */
+static bool rx_send_orphan_rst(struct muxer *muxer, const struct orphan_rst *orphan)
 {
 	struct rx_buffer buffer;
+	struct vsock_header header;
 	if (!rx_take_buffer(muxer, &buffer))
 		return false;
-	rx_publish(muxer, &buffer, header);
+	fill_header(muxer, &header, orphan->local_port, orphan->peer_port,
+		    VSOCK_OP_RST);
+	rx_publish(muxer, &buffer, &header);
 	return true;
 }
 
@@ -177,15 +243,18 @@ static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
 		{ CONN_PENDING_SHUTDOWN, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND },
 	};
 	struct vsock_header header;
+	struct rx_buffer buffer;
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 		if (!(conn->pending & order[i].bit))
 			continue;
+		/* buffer first: stamping records what the guest was told */
+		if (!rx_take_buffer(muxer, &buffer))
+			return false;
 		fill_header(muxer, &header, conn->local_port, conn->peer_port,
 			    order[i].op);
 		header.flags = order[i].flags;
 		conn_stamp_header(muxer, conn, &header);
-		if (!rx_send_control(muxer, &header))
-			return false;
+		rx_publish(muxer, &buffer, &header);
 		conn->pending &= ~(uint32_t)order[i].bit;
 		conn->counters.packets_to_guest++;
 		if (order[i].bit == CONN_PENDING_SHUTDOWN)
@@ -223,10 +292,6 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 		if (!rx_take_buffer(muxer, buffer))
 			break;
 		room = buffer->chain.length - VSOCK_HEADER_SIZE;
-		if (room == 0) {
-			rx_keep_spare(muxer, buffer); /* good for control packets */
-			break;
-		}
 		limit = room < credit - wanted ? room : credit - wanted;
 		iov_count += iov_slice(buffer->iov, buffer->chain.iov_count,
 				       VSOCK_HEADER_SIZE, limit, read_iov + iov_count,
@@ -259,8 +324,9 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 		conn->counters.bytes_to_guest += (uint64_t)got;
 		muxer->stats.bytes_to_guest += (uint64_t)got;
 		conn->counters.last_activity_ns = monotonic_ns();
-		if ((size_t)got < wanted)
-			conn->host_readable = false; /* drained; wait for an edge */
+		/* A short read does not prove the socket is drained (data and
+		 * FIN can share one edge; a message with fds ends a read
+		 * early): keep reading until EAGAIN or EOF. */
 	} else if (got == 0) {
 		conn->host_readable = false;
 		conn->host_eof = true;
@@ -286,34 +352,16 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 static struct conn *rx_fifo_pop(struct muxer *muxer)
 {
 	struct conn *conn = muxer->rx_head;
-	if (!conn)
-		return NULL;
-	muxer->rx_head = conn->rx_next;
-	if (!muxer->rx_head)
-		muxer->rx_tail = NULL;
-	conn->rx_next = NULL;
-	conn->in_rx_queue = false;
+	if (conn)
+		muxer_rx_dequeue(muxer, conn);
 	return conn;
-}
-
-static void rx_fifo_push_front(struct muxer *muxer, struct conn *conn)
-{
-	conn->rx_next = muxer->rx_head;
-	muxer->rx_head = conn;
-	if (!muxer->rx_tail)
-		muxer->rx_tail = conn;
-	conn->in_rx_queue = true;
 }
 
 /* false when the guest ran out of RX buffers. */
 static bool rx_drain_work(struct muxer *muxer, unsigned *budget)
 {
 	while (muxer->orphan_count > 0) {
-		struct vsock_header header;
-		const struct orphan_rst *orphan = &muxer->orphans[muxer->orphan_head];
-		fill_header(muxer, &header, orphan->local_port, orphan->peer_port,
-			    VSOCK_OP_RST);
-		if (!rx_send_control(muxer, &header))
+		if (!rx_send_orphan_rst(muxer, &muxer->orphans[muxer->orphan_head]))
 			return false;
 		muxer->orphan_head = (muxer->orphan_head + 1) % muxer->orphan_capacity;
 		muxer->orphan_count--;
@@ -350,11 +398,16 @@ void muxer_process_rx(struct muxer *muxer)
 	struct virtq *queue = &muxer->device.queues[VSOCK_QUEUE_RX];
 	unsigned budget = MUXER_RX_PACKET_BUDGET;
 
+	muxer->rx_backlog = false;
 	if (!virtq_is_ready(queue))
 		return;
 	while (muxer->rx_head || muxer->orphan_count > 0) {
-		if (rx_drain_work(muxer, &budget))
+		if (rx_drain_work(muxer, &budget)) {
+			/* work left with buffers to spare: next loop turn */
+			muxer->rx_backlog = budget == 0 &&
+					    (muxer->rx_head || muxer->orphan_count > 0);
 			break;
+		}
 		/* out of buffers: ask for a kick, unless some arrived meanwhile */
 		if (!virtq_enable_kicks(queue))
 			break;
@@ -518,6 +571,9 @@ void muxer_attach_frontend(struct muxer *muxer, int fd)
 		close(fd);
 		return;
 	}
+	/* RSTs owed to the previous VM's guest mean nothing to this one */
+	muxer->orphan_count = 0;
+	muxer->orphan_head = 0;
 	vhost_user_attach(&muxer->device, fd);
 	if (epoll_add(muxer, fd, EPOLLIN, event_tag(MUXER_EVENT_VHOST_USER, 0, 0)) < 0)
 		detach_frontend(muxer);
@@ -604,6 +660,8 @@ int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
 			     CONN_CONNECT_TIMEOUT_NS);
 	deadline_set_timeout(&muxer->deadlines, CONN_DEADLINE_SHUTDOWN,
 			     CONN_SHUTDOWN_TIMEOUT_NS);
+	deadline_set_timeout(&muxer->deadlines, CONN_DEADLINE_BROKER,
+			     CONN_BROKER_TIMEOUT_NS);
 	result = conn_table_init(&muxer->table, options->max_connections);
 	if (result < 0) {
 		log_error("connection table for %" PRIu32 " connections: %s",
@@ -639,10 +697,11 @@ void muxer_destroy(struct muxer *muxer)
 	if (muxer->table.slots)
 		drop_all_connections(muxer, "muxer shutting down");
 	vhost_user_detach(&muxer->device);
+	/* before the table: abandoned slots may still sit in its lists */
+	deadline_queue_destroy(&muxer->deadlines);
 	conn_table_destroy(&muxer->table);
 	free(muxer->orphans);
 	muxer->orphans = NULL;
-	deadline_queue_destroy(&muxer->deadlines);
 	if (muxer->epoll_fd >= 0)
 		close(muxer->epoll_fd);
 	muxer->epoll_fd = -1;
@@ -662,7 +721,7 @@ int muxer_run(const struct vsockmuxd_options *options, int channel_fd)
 	if (muxer_init(muxer, options, channel_fd) < 0)
 		goto out;
 	while (muxer->running) {
-		int timeout = muxer->tx_backlog ? 0 : -1;
+		int timeout = muxer->tx_backlog || muxer->rx_backlog ? 0 : -1;
 		int count = epoll_wait(muxer->epoll_fd, events, 64, timeout);
 		if (count < 0) {
 			if (errno == EINTR)

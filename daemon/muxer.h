@@ -97,6 +97,7 @@ struct muxer {
 	struct conn_table table;
 
 	struct conn *rx_head, *rx_tail;  /* connections with RX work */
+	uint32_t connects_in_flight;     /* ConnectRequests unanswered */
 
 	struct orphan_rst *orphans;      /* ring of RSTs owed */
 	uint32_t orphan_capacity, orphan_head, orphan_count;
@@ -105,6 +106,7 @@ struct muxer {
 	uint32_t spare_rx_count;
 
 	bool tx_backlog;                 /* TX budget ran out last turn */
+	bool rx_backlog;                 /* RX budget ran out last turn */
 	struct iovec tx_iov[VIRTQ_MAX_SIZE];
 	struct iovec tx_payload_iov[VIRTQ_MAX_SIZE];
 
@@ -130,6 +132,12 @@ void muxer_set_host_writable_interest(struct muxer *muxer, struct conn *conn,
 /* Queue an RST for ports that have no (more) connection. */
 void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
 			    uint32_t peer_port);
+/* Drop queued RSTs for a port pair that is about to be reused. */
+void muxer_forget_orphan_rst(struct muxer *muxer, uint32_t local_port,
+			     uint32_t peer_port);
+/* The RX work FIFO: each connection at most once, O(1) removal. */
+void muxer_rx_enqueue(struct muxer *muxer, struct conn *conn);
+void muxer_rx_dequeue(struct muxer *muxer, struct conn *conn);
 /* Fill guest RX buffers from the work FIFO and orphan RSTs. */
 void muxer_process_rx(struct muxer *muxer);
 /* Drain the TX queue (guest packets). */

@@ -324,6 +324,63 @@ bool sys_daemon_alive(struct sys_harness *h)
 	return !eof;
 }
 
+/* utime + stime of pid in clock ticks; 0 if unreadable. */
+static uint64_t sys_proc_cpu_ticks(pid_t pid)
+{
+	char path[64], text[1024];
+	unsigned long long utime = 0, stime = 0;
+	const char *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	p = strrchr(text, ')');
+	/* fields after "(comm)": state(3) ... utime(14) stime(15) */
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			 &utime, &stime) != 2)
+		return 0;
+	return utime + stime;
+}
+
+double sys_daemon_cpu_ms(struct sys_harness *h)
+{
+	char path[64];
+	uint64_t ticks;
+	long hz = sysconf(_SC_CLK_TCK);
+	FILE *f;
+	int child;
+
+	if (h->daemon_pid <= 0)
+		return 0;
+	ticks = sys_proc_cpu_ticks(h->daemon_pid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)h->daemon_pid,
+		 (int)h->daemon_pid);
+	f = fopen(path, "r");
+	if (f) {
+		while (fscanf(f, "%d", &child) == 1)
+			ticks += sys_proc_cpu_ticks((pid_t)child);
+		fclose(f);
+	}
+	return (double)ticks * 1000.0 / (double)(hz > 0 ? hz : 100);
+}
+
+void sys_check_daemon_idle(struct sys_harness *h, int window_ms, int max_cpu_ms,
+			   const char *situation)
+{
+	double before = sys_daemon_cpu_ms(h), used;
+	sys_pump_for(h, window_ms);
+	used = sys_daemon_cpu_ms(h) - before;
+	printf("daemon CPU while %s: %.0f ms in %d ms\n", situation, used, window_ms);
+	CHECKF(used <= max_cpu_ms, "daemon used %.0f ms of CPU in %d ms while %s "
+	       "(busy loop?)", used, window_ms, situation);
+}
+
 /* ------------------------------------------------------------------ */
 /* daemon: start and stop */
 
@@ -578,7 +635,7 @@ void sys_print_guest_stats(const struct vguest *vg)
 		" | rx bytes %" PRIu64 " tx bytes %" PRIu64
 		" | protocol errors %" PRIu64 " credit violations %" PRIu64
 		" unknown-socket %" PRIu64 " | irq rx %" PRIu64 " tx %" PRIu64
-		" stale %" PRIu64 " err %" PRIu64 " | kicks %" PRIu64
+		" stale %" PRIu64 " early %" PRIu64 " err %" PRIu64 " | kicks %" PRIu64
 		" suppressed %" PRIu64 " ring-full %" PRIu64 "\n",
 		s->rx_packets[1], s->rx_packets[2], s->rx_packets[3], s->rx_packets[4],
 		s->rx_packets[5], s->rx_packets[6], s->rx_packets[7],
@@ -586,7 +643,8 @@ void sys_print_guest_stats(const struct vguest *vg)
 		s->tx_packets[5], s->tx_packets[6],
 		s->rx_payload_bytes, s->tx_payload_bytes, s->protocol_errors,
 		s->credit_violations, s->unknown_socket_packets, s->rx_interrupts,
-		s->tx_interrupts, s->stale_call_signals, s->err_signals, s->kicks,
+		s->tx_interrupts, s->stale_call_signals, s->early_call_signals,
+		s->err_signals, s->kicks,
 		s->kicks_suppressed, s->tx_ring_full);
 }
 
@@ -1016,18 +1074,23 @@ void guest_stream_remove(struct sys_harness *h, struct guest_stream *gs)
 	free(gs);
 }
 
-static void guest_stream_work(struct sys_harness *h, struct guest_stream *gs)
+/* Move what can move now; true if anything did. */
+static bool guest_stream_work(struct sys_harness *h, struct guest_stream *gs)
 {
 	struct vguest_sock *sock = gs->sock;
+	bool progress = false;
 	if (gs->sink.active) {
 		for (;;) {
 			ssize_t n = vguest_recv(sock, h->scratch, SYS_SCRATCH_SIZE);
 			if (n > 0) {
 				sink_feed(gs->name, &gs->sink, h->scratch, (size_t)n);
+				progress = true;
 				continue;
 			}
-			if (n == 0)
+			if (n == 0 && !gs->eof) {
 				gs->eof = true;
+				progress = true;
+			}
 			break;
 		}
 	}
@@ -1043,16 +1106,23 @@ static void guest_stream_work(struct sys_harness *h, struct guest_stream *gs)
 				chunk = credit;
 			pattern_fill(gs->source.seed, gs->source.done, h->scratch, chunk);
 			n = vguest_send(sock, h->scratch, chunk);
+			if (n < 0 && errno != EAGAIN && gs->stop_on_error) {
+				gs->send_error = errno;
+				gs->source.active = false;
+				break;
+			}
 			if (n < 0) {
 				CHECKF(errno == EAGAIN, "%s: vguest_send: %s (state %s)", gs->name,
 				       strerror(errno), vguest_sock_state_name(sock->state));
 				break;
 			}
 			gs->source.done += (uint64_t)n;
+			progress = true;
 		}
 	}
 	if (gs->source.active && gs->source.done == gs->source.total &&
 	    !gs->source.after_done) {
+		progress = true;
 		gs->source.after_done = true;
 		gs->source.end_ns = sys_now_ns();
 		if (gs->source.after == SYS_AFTER_SHUTDOWN)
@@ -1062,6 +1132,7 @@ static void guest_stream_work(struct sys_harness *h, struct guest_stream *gs)
 			CHECKF(vguest_close(sock) == 0, "%s: close: %s", gs->name,
 			       strerror(errno));
 	}
+	return progress;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1080,14 +1151,17 @@ static void sys_pollfds_reserve(struct sys_harness *h, size_t needed)
 	h->pollfd_capacity = capacity;
 }
 
-static void sys_work(struct sys_harness *h)
+/* Push and pull every stream; true if anything moved. */
+static bool sys_work(struct sys_harness *h)
 {
+	bool progress = false;
 	for (struct guest_stream *gs = h->streams; gs; gs = gs->next)
-		guest_stream_work(h, gs);
+		progress |= guest_stream_work(h, gs);
 	for (struct host_conn *c = h->conns; c; c = c->next) {
 		host_source_work(c);
 		host_try_write(c);
 	}
+	return progress;
 }
 
 void sys_pump(struct sys_harness *h, int timeout_ms)
@@ -1098,7 +1172,9 @@ void sys_pump(struct sys_harness *h, int timeout_ms)
 
 	if (h->daemon_pid > 0 && !h->in_teardown && !sys_daemon_alive(h))
 		FAIL("the daemon exited unexpectedly (its stderr closed)");
-	sys_work(h);
+	/* the caller re-checks its condition before we block */
+	if (sys_work(h))
+		timeout_ms = 0;
 	for (struct host_conn *c = h->conns; c; c = c->next)
 		conn_count++;
 	for (struct host_listener *l = h->listeners; l; l = l->next)
@@ -1299,6 +1375,11 @@ static void sys_teardown(struct sys_harness *h)
 		if (!vg)
 			continue;
 		h->guests[i] = NULL;
+		if (vguest_get_stats(vg)->early_call_signals > 0)
+			fprintf(stderr, "NOTE: %s: the daemon signalled %" PRIu64 " interrupt(s) "
+				"on a call fd the frontend had already replaced (before it "
+				"read the queued SET_VRING_CALL); QEMU would lose those\n",
+				h->test_name, vguest_get_stats(vg)->early_call_signals);
 		if (h->failed) {
 			sys_print_guest_stats(vg);
 			vguest_dump_state(vg, stderr);

@@ -90,6 +90,8 @@ struct guest_stream {
 	struct sys_source source;
 	struct sys_sink sink;
 	bool eof;
+	bool stop_on_error;          /* a failing send ends the source quietly */
+	int send_error;              /* errno of that failure */
 	struct guest_stream *next;
 };
 
@@ -170,6 +172,13 @@ void sys_guest_drop(struct sys_harness *h, struct vguest *vg);
 void sys_setup(struct sys_harness *h);
 /* True while the daemon's stderr is open (some process alive). */
 bool sys_daemon_alive(struct sys_harness *h);
+/* CPU time (ms) used so far by the daemon's processes (the one we started
+ * and its children), from /proc. */
+double sys_daemon_cpu_ms(struct sys_harness *h);
+/* Pump for window_ms; fail if the daemon burnt more than max_cpu_ms of CPU
+ * meanwhile (a busy loop while it should be waiting). */
+void sys_check_daemon_idle(struct sys_harness *h, int window_ms,
+			   int max_cpu_ms, const char *situation);
 
 /* ---- the loop ---- */
 /* One round: push streams, poll everything up to timeout_ms, handle. */

@@ -142,11 +142,13 @@ static void test_bulk_8mib(struct sys_harness *h)
 	struct guest_stream *gs;
 	const struct vguest_stats *stats;
 	uint64_t start;
+	double cpu_start;
 
 	sys_setup(h);
 	listener = vguest_listen(h->vg, 52);
 	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
 	gs = guest_stream_add(h, g);
+	cpu_start = sys_daemon_cpu_ms(h);
 
 	/* guest -> host */
 	start = sys_now_ns();
@@ -178,6 +180,7 @@ static void test_bulk_8mib(struct sys_harness *h)
 	WAIT_FOR(h, 90000, c->sink.received == size && gs->sink.received == size);
 	printf("THROUGHPUT bidirectional 2 x 8 MiB: %.1f MiB/s total\n",
 	       sys_mib_per_s(2 * size, sys_now_ns() - start));
+	printf("daemon CPU for 32 MiB moved: %.0f ms\n", sys_daemon_cpu_ms(h) - cpu_start);
 
 	guest_stream_remove(h, gs);
 	close_from_guest(h, g, c);
@@ -1078,7 +1081,413 @@ static void test_many_short_connections(struct sys_harness *h)
 	sys_check_guest_clean(h->vg);
 }
 
+/* An RST for a connection the daemon does not know is never answered. */
+static void test_rst_unknown_not_answered(struct sys_harness *h)
+{
+	struct vsock_header header;
+
+	sys_setup(h);
+	header = guest_header(2222, 3333, VSOCK_OP_RST);
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	sys_tx_barrier(h, h->vg);
+	CHECKF(vguest_count_packets(h->vg, false, VSOCK_OP_RST, 2222, 3333) == 0,
+	       "the daemon answered an RST with an RST");
+}
+
+/* A guest CREDIT_REQUEST is answered with CREDIT_UPDATE. */
+static void test_credit_request_answered(struct sys_harness *h)
+{
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct vsock_header header;
+	size_t before;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	before = vguest_count_packets(h->vg, false, VSOCK_OP_CREDIT_UPDATE, g->local_port, 1234);
+	header = guest_header(g->local_port, 1234, VSOCK_OP_CREDIT_REQUEST);
+	header.fwd_cnt = g->fwd_cnt;
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	WAIT_FOR(h, 2000, vguest_count_packets(h->vg, false, VSOCK_OP_CREDIT_UPDATE,
+					       g->local_port, 1234) > before);
+	close_from_guest(h, g, c);
+}
+
+/* Host closed, then the guest shuts SEND: both sides are done -> RST. */
+static void test_host_close_then_guest_shutdown(struct sys_harness *h)
+{
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	host_close(c);
+	WAIT_FOR(h, 3000, g->peer_shutdown & VSOCK_SHUTDOWN_SEND);
+	CHECK(g->state == VGUEST_SOCK_CONNECTED);
+	CHECK(vguest_shutdown(g, VSOCK_SHUTDOWN_SEND) == 0);
+	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
+	CHECKF(g->reset_received, "both directions shut but no RST from the daemon");
+	expect_one_rst(h, h->vg, g->local_port, 1234);
+}
+
+/* The host closes while the guest is still sending: no SIGPIPE, the guest
+ * is told (RST or SHUTDOWN(RCV)), and the daemon does not spin. */
+static void test_host_close_while_guest_sends(struct sys_harness *h)
+{
+	struct host_listener *listener;
+	struct vguest_sock *g, *g2;
+	struct host_conn *c, *c2;
+	struct guest_stream *gs;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	gs = guest_stream_add(h, g);
+	gs->stop_on_error = true;
+	guest_stream_source(gs, 21, 64 * MIB, SYS_AFTER_NOTHING);
+	host_sink(c, 21, 64 * MIB);
+	WAIT_FOR(h, 5000, c->sink.received >= 512 * KIB);
+	host_close(c);
+	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED ||
+			  (g->peer_shutdown & VSOCK_SHUTDOWN_RCV));
+	printf("after the host closed: guest socket %s, peer shutdown %u, send error %s\n",
+	       vguest_sock_state_name(g->state), g->peer_shutdown,
+	       gs->send_error ? strerror(gs->send_error) : "none");
+	guest_stream_remove(h, gs);
+	if (g->state != VGUEST_SOCK_CLOSED) {
+		CHECK(vguest_close(g) == 0);
+		WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
+	}
+	sys_check_daemon_idle(h, 500, 100, "idle after an EPIPE'd connection");
+	sys_open_guest_initiated(h, h->vg, listener, &c2, &g2);
+	close_from_guest(h, g2, c2);
+}
+
+/* No credit left (guest not reading): the daemon waits without spinning. */
+static void test_idle_without_credit(struct sys_harness *h)
+{
+	const uint64_t down = 2 * MIB;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	sys_setup(h);
+	sys_check_daemon_idle(h, 300, 60, "idle with a fresh frontend");
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	host_source(c, 31, down, SYS_AFTER_NOTHING);
+	WAIT_FOR(h, 5000, vguest_rx_pending(g) == DEFAULT_BUF_ALLOC);
+	sys_check_daemon_idle(h, 500, 100, "the guest has no credit left");
+	gs = guest_stream_add(h, g);
+	guest_stream_sink(gs, 31, down);
+	WAIT_FOR(h, 10000, gs->sink.received == down);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* No RX buffers: the daemon waits for the next RX kick without spinning. */
+static void test_idle_without_rx_buffers(struct sys_harness *h)
+{
+	const uint64_t down = 2 * MIB;
+	struct vguest_options o;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	vguest_options_default(&o);
+	o.queue_size = 16;
+	sys_start_daemon(h, NULL);
+	(void)sys_guest_new(h, &o);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	vguest_set_rx_refill(h->vg, false);
+	gs = guest_stream_add(h, g);
+	guest_stream_sink(gs, 32, down);
+	host_source(c, 32, down, SYS_AFTER_NOTHING);
+	WAIT_FOR(h, 5000, vguest_rx_buffers_posted(h->vg) == 0);
+	sys_check_daemon_idle(h, 500, 100, "the guest posts no RX buffers");
+	CHECK(gs->sink.received < down);
+	vguest_set_rx_refill(h->vg, true);
+	WAIT_FOR(h, 10000, gs->sink.received == down);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* The host does not read: once credit is used up, nothing spins. */
+static void test_idle_host_not_reading(struct sys_harness *h)
+{
+	const uint64_t up = 4 * MIB;
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	host_set_paused(c, true);
+	gs = guest_stream_add(h, g);
+	guest_stream_source(gs, 33, up, SYS_AFTER_NOTHING);
+	WAIT_FOR(h, 5000, vguest_sock_credit(g) == 0 && gs->source.done > 0);
+	sys_check_daemon_idle(h, 500, 100, "the host does not read");
+	/* what the daemon took is bounded by its credit plus what the host
+	 * socket's buffer absorbed */
+	CHECKF(gs->source.done <= DEFAULT_BUF_ALLOC + 1 * MIB && gs->source.done < up,
+	       "guest could send %" PRIu64 " bytes to a host that does not read",
+	       gs->source.done);
+	CHECK(vguest_sock_credit(g) == 0);
+	printf("host not reading: guest stalled after %" PRIu64 " KiB\n",
+	       gs->source.done / KIB);
+	host_sink(c, 33, up);
+	host_set_paused(c, false);
+	WAIT_FOR(h, 10000, c->sink.received == up);
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* RW header len disagreeing with the chain: never read past the chain. */
+static void test_rw_length_mismatch(struct sys_harness *h)
+{
+	static const char short_payload[] = "0123456789";
+	char long_payload[100];
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct vsock_header header;
+	uint32_t token_long, token_short, used = 1;
+
+	memset(long_payload, 'L', sizeof(long_payload));
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	vguest_sock_mark_raw(g);
+	/* header claims 1000 bytes, chain carries 10 */
+	header = guest_header(g->local_port, 1234, VSOCK_OP_RW);
+	header.len = 1000;
+	header.fwd_cnt = g->fwd_cnt;
+	CHECK(vguest_send_raw(h->vg, &header, short_payload, 10, &token_long) == 0);
+	WAIT_FOR(h, 3000, vguest_chain_result(h->vg, token_long, &used) == 1);
+	CHECK(used == 0);
+	sys_tx_barrier(h, h->vg);
+	sys_pump_for(h, 50);
+	CHECKF(host_in_len(c) <= 10, "host got %zu bytes from a 10-byte chain whose "
+	       "header said 1000 (read past the chain)", host_in_len(c));
+	printf("len 1000 / 10 bytes in chain: host got %zu bytes, guest socket %s\n",
+	       host_in_len(c), vguest_sock_state_name(g->state));
+	host_in_consume(c, host_in_len(c));
+	if (g->state != VGUEST_SOCK_CONNECTED)
+		return;
+	/* header claims 5 bytes, chain carries 100 */
+	header.len = 5;
+	CHECK(vguest_send_raw(h->vg, &header, long_payload, sizeof(long_payload),
+			      &token_short) == 0);
+	WAIT_FOR(h, 3000, vguest_chain_result(h->vg, token_short, &used) == 1);
+	CHECK(used == 0);
+	sys_tx_barrier(h, h->vg);
+	sys_pump_for(h, 50);
+	CHECKF(host_in_len(c) == 0 || host_in_len(c) == 5,
+	       "host got %zu bytes from a packet with len 5", host_in_len(c));
+	printf("len 5 / 100 bytes in chain: host got %zu bytes, guest socket %s\n",
+	       host_in_len(c), vguest_sock_state_name(g->state));
+	if (g->state == VGUEST_SOCK_CONNECTED)
+		close_from_guest(h, g, c);
+}
+
+/* A guest that ignores the daemon's credit cannot hurt the daemon or other
+ * connections. */
+static void test_credit_overrun_hostile(struct sys_harness *h)
+{
+	const size_t packet = 64 * KIB;
+	const unsigned packets = 64;  /* 4 MiB against 256 KiB of credit */
+	uint8_t *payload = malloc(packet);
+	struct host_listener *listener, *other;
+	struct vguest_sock *g, *g2;
+	struct host_conn *c, *c2;
+	unsigned sent = 0;
+	size_t bad;
+
+	CHECK(payload);
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	other = host_listen(h, 1235);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	sys_open_guest_initiated(h, h->vg, other, &c2, &g2);
+	vguest_sock_mark_raw(g);
+	host_set_paused(c, true);
+	while (sent < packets) {
+		struct vsock_header header = guest_header(g->local_port, 1234, VSOCK_OP_RW);
+		uint64_t end = sys_wait_end(h, 5000);
+		header.len = (uint32_t)packet;
+		header.fwd_cnt = g->fwd_cnt;
+		pattern_fill(41, (uint64_t)sent * packet, payload, packet);
+		while (vguest_send_raw(h->vg, &header, payload, packet, NULL) != 0) {
+			CHECKF(errno == EAGAIN, "send_raw: %s", strerror(errno));
+			CHECKF(sys_now_ns() < end, "TX ring never drained");
+			sys_pump(h, sys_ms_until(end));
+		}
+		sent++;
+	}
+	free(payload);
+	sys_tx_barrier(h, h->vg);
+	/* the other connection is unaffected */
+	host_write_str(c2, "still fine");
+	{
+		char buffer[16];
+		sys_guest_read_exact(h, g2, buffer, 10, 3000);
+		CHECK(memcmp(buffer, "still fine", 10) == 0);
+	}
+	host_set_paused(c, false);
+	sys_pump_for(h, 200);
+	bad = pattern_check(41, 0, host_in_data(c), host_in_len(c));
+	printf("credit overrun: sent %u KiB with 256 KiB credit; host got %zu KiB "
+	       "(%s), guest socket %s%s\n", packets * 64, host_in_len(c) / 1024,
+	       bad == host_in_len(c) ? "a correct prefix" : "with a hole",
+	       vguest_sock_state_name(g->state), g->reset_received ? " (RST)" : "");
+	close_from_guest(h, g2, c2);
+}
+
+/* Malformed RX buffers: skipped (used length 0), never written outside
+ * what the descriptors allow; data still flows. */
+static void test_malformed_rx_buffers(struct sys_harness *h)
+{
+	const uint64_t down = 256 * KIB;
+	uint32_t tokens[VGUEST_BAD_RX_COUNT];
+	struct vguest_options o;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct guest_stream *gs;
+
+	vguest_options_default(&o);
+	o.rx_start_empty = true;
+	sys_start_daemon(h, NULL);
+	(void)sys_guest_new(h, &o);
+	for (unsigned i = 0; i < VGUEST_BAD_RX_COUNT; i++)
+		CHECK(vguest_post_bad_rx_chain(h->vg, (enum vguest_bad_rx)i, &tokens[i]) == 0);
+	vguest_set_rx_refill(h->vg, true);
+	vguest_flush(h->vg);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	gs = guest_stream_add(h, g);
+	host_source(c, 51, down, SYS_AFTER_NOTHING);
+	guest_stream_sink(gs, 51, down);
+	WAIT_FOR(h, 10000, gs->sink.received == down);
+	for (unsigned i = 0; i < VGUEST_BAD_RX_COUNT; i++) {
+		uint32_t used = 0;
+		int done = vguest_chain_result(h->vg, tokens[i], &used);
+		CHECKF(vguest_bad_rx_canary_intact(h->vg, tokens[i]),
+		       "bad RX buffer %u: the daemon wrote where it must not", i);
+		if (i != VGUEST_BAD_RX_TOO_SHORT)
+			CHECKF(done == 1, "bad RX buffer %u was never given back", i);
+		CHECKF(done != 1 || used == 0, "bad RX buffer %u came back with length %u",
+		       i, used);
+	}
+	guest_stream_remove(h, gs);
+	close_from_guest(h, g, c);
+}
+
+/* A host client that never completes its CONNECT line is timed out. */
+static void test_idle_handshake_timeout(struct sys_harness *h)
+{
+	struct host_conn *partial, *silent;
+	uint64_t start;
+
+	sys_setup(h);
+	start = sys_now_ns();
+	partial = host_connect(h);
+	host_write_str(partial, "CONN");
+	silent = host_connect(h);
+	WAIT_FOR(h, 15000, host_peer_closed(partial) && host_peer_closed(silent));
+	printf("idle handshakes closed after %.1f s\n",
+	       (double)(sys_now_ns() - start) / 1e9);
+	CHECK(host_in_len(partial) == 0 && host_in_len(silent) == 0);
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_REQUEST, VGUEST_ANY_PORT,
+				   VGUEST_ANY_PORT) == 0);
+}
+
+/* Guest driver reset (reboot) under QEMU 7.2: rings disabled, bases
+ * fetched, everything set up again. Old connections are gone, new ones
+ * work. */
+static void test_device_reset(struct sys_harness *h)
+{
+	uint32_t bases[VGUEST_QUEUE_COUNT];
+	struct vguest_sock *listener, *g1, *g2, *listener2, *g3, *g4;
+	struct host_listener *host_l;
+	struct host_conn *c1, *c2, *c3, *c4;
+	uint16_t tx_avail, rx_avail;
+	char buffer[8];
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	host_l = host_listen(h, 1234);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c1, &g1);
+	sys_open_guest_initiated(h, h->vg, host_l, &c2, &g2);
+	host_write_str(c1, "one");
+	sys_guest_read_exact(h, g1, buffer, 3, 3000);
+	sys_guest_write_all(h, g2, "two", 3, 3000);
+	sys_host_expect(h, c2, "two", 3, 3000);
+	sys_tx_barrier(h, h->vg);
+	tx_avail = vguest_avail_idx(h->vg, VGUEST_QUEUE_TX);
+	rx_avail = vguest_avail_idx(h->vg, VGUEST_QUEUE_RX);
+
+	CHECKF(vguest_reset_device(h->vg, bases) == 0, "device reset: %s",
+	       vguest_error(h->vg));
+	printf("GET_VRING_BASE: RX %u (avail %u), TX %u (avail %u)\n",
+	       bases[VGUEST_QUEUE_RX], rx_avail, bases[VGUEST_QUEUE_TX], tx_avail);
+	CHECKF(bases[VGUEST_QUEUE_TX] == tx_avail, "GET_VRING_BASE(TX) = %u but all "
+	       "chains up to %u were processed", bases[VGUEST_QUEUE_TX], tx_avail);
+	CHECKF((uint16_t)(rx_avail - bases[VGUEST_QUEUE_RX]) <= VGUEST_DEFAULT_QUEUE_SIZE,
+	       "GET_VRING_BASE(RX) = %u is not within the %u posted buffers before %u",
+	       bases[VGUEST_QUEUE_RX], VGUEST_DEFAULT_QUEUE_SIZE, rx_avail);
+	WAIT_FOR(h, 3000, host_peer_closed(c1) && host_peer_closed(c2));
+
+	listener2 = vguest_listen(h->vg, 52);
+	CHECK(listener2);
+	sys_open_host_initiated(h, h->vg, listener2, 52, &c3, &g3);
+	host_write_str(c3, "after");
+	sys_guest_read_exact(h, g3, buffer, 5, 3000);
+	CHECK(memcmp(buffer, "after", 5) == 0);
+	close_from_guest(h, g3, c3);
+	sys_open_guest_initiated(h, h->vg, host_l, &c4, &g4);
+	sys_guest_write_all(h, g4, "reset", 5, 3000);
+	sys_host_expect(h, c4, "reset", 5, 3000);
+	close_from_guest(h, g4, c4);
+}
+
+/* The set-up QEMU 7.2 performs, and the features our other tests rely on. */
+static void test_vhost_features(struct sys_harness *h)
+{
+	const uint64_t need = (1ull << VIRTIO_FEATURE_VERSION_1) |
+			      (1ull << VHOST_USER_FEATURE_PROTOCOL_FEATURES) |
+			      (1ull << VIRTIO_FEATURE_RING_EVENT_IDX) |
+			      (1ull << VIRTIO_FEATURE_RING_INDIRECT_DESC);
+	const uint64_t need_protocol = (1ull << VHOST_USER_PROTOCOL_F_MQ) |
+				       (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+				       (1ull << VHOST_USER_PROTOCOL_F_CONFIG);
+	uint64_t offered;
+
+	sys_setup(h);
+	offered = vguest_features_offered(h->vg);
+	printf("features offered %#" PRIx64 ", acked %#" PRIx64 ", protocol %#" PRIx64
+	       ", config guest_cid %" PRIu64 "\n", offered, vguest_features_acked(h->vg),
+	       vguest_protocol_features(h->vg), vguest_config_cid(h->vg));
+	CHECKF((offered & need) == need, "missing offered features %#" PRIx64,
+	       need & ~offered);
+	CHECKF(!(offered & (1ull << VIRTIO_VSOCK_F_SEQPACKET)),
+	       "SEQPACKET offered but the daemon only does streams");
+	CHECKF((vguest_protocol_features(h->vg) & need_protocol) == need_protocol,
+	       "missing protocol features (MQ, REPLY_ACK, CONFIG)");
+	CHECK(vguest_config_cid(h->vg) == 3);
+	/* a second, independent set-up on the same daemon after this one */
+	sys_guest_drop(h, h->vg);
+	expect_new_frontend_works(h);
+}
+
 static const struct sys_test tests[] = {
+	{ "vhost_features", test_vhost_features, 30 },
 	{ "host_initiated", test_host_initiated, 30 },
 	{ "guest_initiated", test_guest_initiated, 30 },
 	{ "bulk_8mib", test_bulk_8mib, 180 },
@@ -1110,6 +1519,18 @@ static const struct sys_test tests[] = {
 	{ "queue_1024_linux_refill", test_queue_1024_linux_refill, 60 },
 	{ "live_call_swap", test_live_call_swap, 60 },
 	{ "many_short_connections", test_many_short_connections, 120 },
+	{ "rst_unknown_not_answered", test_rst_unknown_not_answered, 30 },
+	{ "credit_request_answered", test_credit_request_answered, 30 },
+	{ "host_close_then_guest_shutdown", test_host_close_then_guest_shutdown, 30 },
+	{ "host_close_while_guest_sends", test_host_close_while_guest_sends, 30 },
+	{ "idle_without_credit", test_idle_without_credit, 30 },
+	{ "idle_without_rx_buffers", test_idle_without_rx_buffers, 30 },
+	{ "idle_host_not_reading", test_idle_host_not_reading, 30 },
+	{ "rw_length_mismatch", test_rw_length_mismatch, 30 },
+	{ "credit_overrun_hostile", test_credit_overrun_hostile, 30 },
+	{ "malformed_rx_buffers", test_malformed_rx_buffers, 30 },
+	{ "idle_handshake_timeout", test_idle_handshake_timeout, 30 },
+	{ "device_reset", test_device_reset, 30 },
 };
 
 int main(int argc, char **argv)

@@ -46,6 +46,9 @@
 #define VG_MAX_ERROR_PRINTS 50u
 #define VG_MIN_MEMORY_SIZE (40u * 1024u * 1024u)
 #define VG_SHORT_HEADER_LEN 20u
+#define VG_HOSTILE_AREA_SIZE 0x10000u
+#define VG_CANARY_SIZE 256u
+#define VG_CANARY_BYTE 0xa5u
 
 /* What we remember about one posted chain (indexed by head id). */
 struct vg_chain {
@@ -73,6 +76,7 @@ struct vg_queue {
 	uint16_t posted;             /* chains in the ring */
 	int kick_fd, call_fd, err_fd;
 	int stale_fds[VG_MAX_STALE_FDS];
+	bool stale_forward[VG_MAX_STALE_FDS]; /* retired during set-up */
 	size_t stale_count;
 	bool interrupt_pending;
 };
@@ -87,6 +91,8 @@ struct vg_pending_ctl {
 struct vg_token {
 	bool done;
 	uint32_t used_len;
+	uint64_t canary_gpa;         /* bad RX chains: canary area, else 0 */
+	uint32_t canary_from;        /* bytes [from, 256) must stay canary */
 };
 
 struct vguest {
@@ -99,6 +105,9 @@ struct vguest {
 	size_t mem_size;
 	uint64_t rx_area, rx_stride;
 	uint64_t tx_area;
+	uint64_t hostile_area;       /* canary areas for bad RX chains */
+	unsigned hostile_next;
+	bool rx_refill;
 	unsigned tx_slot_count;
 	unsigned tx_free_slot_count;
 	int tx_free_slots[VG_TX_SLOTS_MAX];
@@ -348,7 +357,9 @@ struct vguest *vguest_create(const struct vguest_options *options)
 	vg->tx_slot_count = options->queue_size < VG_TX_SLOTS_MAX
 			    ? options->queue_size : VG_TX_SLOTS_MAX;
 	tx_end = vg->tx_area + (uint64_t)vg->tx_slot_count * VG_TX_SLOT_SIZE;
-	if (tx_end > vg->mem_size) {
+	vg->hostile_area = tx_end;
+	vg->rx_refill = !options->rx_start_empty;
+	if (tx_end + VG_HOSTILE_AREA_SIZE > vg->mem_size) {
 		fprintf(stderr, "vguest: memory_size too small for layout\n");
 		free(vg);
 		errno = EINVAL;
@@ -664,8 +675,14 @@ static int vg_new_eventfd(struct vguest *vg)
 	return fd;
 }
 
-/* Move the current call fd of q to the stale list (still polled). */
-static void vg_retire_call_fd(struct vg_queue *q)
+/*
+ * Move the current call fd of q to the stale list (still polled). With
+ * forward, later signals on it still count as interrupts: QEMU checks its
+ * masked notifier when it unmasks, and a backend may act on a kick before it
+ * has read a SET_VRING_CALL that is already queued; such signals are
+ * counted in early_call_signals.
+ */
+static void vg_retire_call_fd(struct vg_queue *q, bool forward)
 {
 	if (q->call_fd < 0)
 		return;
@@ -673,8 +690,11 @@ static void vg_retire_call_fd(struct vg_queue *q)
 		close(q->stale_fds[0]);
 		memmove(q->stale_fds, q->stale_fds + 1,
 			sizeof(int) * (VG_MAX_STALE_FDS - 1));
+		memmove(q->stale_forward, q->stale_forward + 1,
+			sizeof(bool) * (VG_MAX_STALE_FDS - 1));
 		q->stale_count--;
 	}
+	q->stale_forward[q->stale_count] = forward;
 	q->stale_fds[q->stale_count++] = q->call_fd;
 	q->call_fd = -1;
 }
@@ -686,7 +706,7 @@ static int vg_set_call(struct vguest *vg, unsigned index, bool need_ack)
 	int fd = vg_new_eventfd(vg);
 	if (fd < 0)
 		return -1;
-	vg_retire_call_fd(q);
+	vg_retire_call_fd(q, !vg->connected);
 	q->call_fd = fd;
 	return vg_vu_set_u64(vg, VHOST_USER_SET_VRING_CALL, index, &fd, 1, need_ack);
 }
@@ -709,17 +729,16 @@ static uint64_t vg_user_addr(struct vguest *vg, uint64_t gpa)
 
 static void vg_kick(struct vguest *vg, unsigned index);
 static void vg_rx_refill(struct vguest *vg);
+static int vg_setup_start(struct vguest *vg);
 
+/* Device init (QEMU vhost_dev_init + GET_CONFIG), then the driver start. */
 static int vg_setup(struct vguest *vg)
 {
 	const uint64_t want_protocol = (1ull << VHOST_USER_PROTOCOL_F_MQ) |
 				       (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |
 				       (1ull << VHOST_USER_PROTOCOL_F_CONFIG);
 	uint64_t offered = 0, again = 0, protocol = 0, queue_num = 0;
-	uint64_t want_features;
 	struct vhost_user_config config;
-	struct vhost_user_memory memory;
-	bool reply_ack;
 
 	/* --- vhost_dev_init --- */
 	if (vg_vu_get_u64(vg, VHOST_USER_GET_FEATURES, &offered) != 0)
@@ -738,7 +757,6 @@ static int vg_setup(struct vguest *vg)
 		return -1;
 	}
 	vg->protocol_features = protocol & want_protocol;
-	reply_ack = vg->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK);
 	if (vg_vu_set_u64(vg, VHOST_USER_SET_PROTOCOL_FEATURES,
 			  vg->protocol_features, NULL, 0, false) != 0)
 		return -1;
@@ -785,7 +803,16 @@ static int vg_setup(struct vguest *vg)
 		return -1;
 	}
 
-	/* --- driver start: vhost_dev_start --- */
+	return vg_setup_start(vg);
+}
+
+/* The driver starts (QEMU vhost_dev_start): features, memory, rings. */
+static int vg_setup_start(struct vguest *vg)
+{
+	bool reply_ack = vg->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK);
+	uint64_t offered = vg->features_offered, want_features;
+	struct vhost_user_memory memory;
+
 	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++)
 		if (vg_set_call(vg, i, false) != 0)
 			return -1;
@@ -938,6 +965,66 @@ void vguest_disconnect(struct vguest *vg)
 	vg->pending_head = 0;
 }
 
+static void vg_sock_set_closed(struct vguest_sock *sock);
+
+int vguest_reset_device(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
+{
+	if (!vg->connected || vg->vhost_fd < 0) {
+		vg_set_error(vg, "not connected");
+		errno = ENOTCONN;
+		return -1;
+	}
+	/* vhost_dev_stop: disable the rings, then fetch their bases */
+	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++)
+		if (vg_vu_set_state(vg, VHOST_USER_SET_VRING_ENABLE, i, 0) != 0)
+			return -1;
+	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++) {
+		struct vhost_user_vring_state state = { .index = i, .num = 0 };
+		if (vg_vu_send(vg, VHOST_USER_GET_VRING_BASE, 0, &state, sizeof(state),
+			       NULL, 0) != 0 ||
+		    vg_vu_reply(vg, VHOST_USER_GET_VRING_BASE, &state, sizeof(state)) != 0)
+			return -1;
+		if (state.index != i) {
+			vg_set_error(vg, "GET_VRING_BASE(%u) answered index %u", i, state.index);
+			return -1;
+		}
+		if (bases)
+			bases[i] = state.num;
+	}
+	/* the guest driver is gone: its sockets and buffers with it */
+	for (struct vguest_sock *s = vg->socks; s; s = s->next)
+		vg_sock_set_closed(s);
+	vg->pending_count = 0;
+	vg->pending_head = 0;
+	vg->connected = false;
+	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++) {
+		struct vg_queue *q = &vg->queues[i];
+		int call = q->call_fd, err = q->err_fd;
+		int stale[VG_MAX_STALE_FDS];
+		bool forward[VG_MAX_STALE_FDS];
+		size_t stale_count = q->stale_count;
+		memcpy(stale, q->stale_fds, sizeof(stale));
+		memcpy(forward, q->stale_forward, sizeof(forward));
+		vg_close_fd(&q->kick_fd);
+		vg_queue_layout(vg, i);
+		q->call_fd = call;
+		q->err_fd = err;
+		memcpy(q->stale_fds, stale, sizeof(stale));
+		memcpy(q->stale_forward, forward, sizeof(forward));
+		q->stale_count = stale_count;
+	}
+	vg->tx_free_slot_count = 0;
+	for (unsigned i = 0; i < vg->tx_slot_count; i++)
+		vg->tx_free_slots[vg->tx_free_slot_count++] = (int)(vg->tx_slot_count - 1 - i);
+	/* the driver comes back: vhost_dev_start again */
+	if (vg_setup_start(vg) != 0)
+		return -1;
+	vg->connected = true;
+	vg_rx_refill(vg);
+	vg_kick(vg, VGUEST_QUEUE_RX);
+	return 0;
+}
+
 int vguest_swap_call_fds(struct vguest *vg)
 {
 	bool ack = vg->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK);
@@ -952,6 +1039,8 @@ int vguest_swap_call_fds(struct vguest *vg)
 		    read(q->stale_fds[q->stale_count - 1], &value, sizeof(value)) ==
 		    sizeof(value))
 			q->interrupt_pending = true;
+		if (q->stale_count > 0 && !ack)
+			q->stale_forward[q->stale_count - 1] = true;
 	}
 	return 0;
 }
@@ -1070,7 +1159,7 @@ static void vg_rx_refill(struct vguest *vg)
 {
 	struct vg_queue *q = &vg->queues[VGUEST_QUEUE_RX];
 	unsigned target = q->size / vg_rx_descs_per_buffer(vg);
-	if (!vg->connected && vg->vhost_fd < 0)
+	if ((!vg->connected && vg->vhost_fd < 0) || !vg->rx_refill)
 		return;
 	if (vg->opts.rx_refill_half && q->posted >= target / 2)
 		return;
@@ -1112,8 +1201,7 @@ static uint32_t vg_new_token(struct vguest *vg)
 	if (vg_grow((void **)&vg->tokens, &vg->token_capacity,
 		    vg->token_count + 1, sizeof(*vg->tokens)) != 0)
 		return 0;
-	vg->tokens[vg->token_count].done = false;
-	vg->tokens[vg->token_count].used_len = 0;
+	memset(&vg->tokens[vg->token_count], 0, sizeof(vg->tokens[0]));
 	vg->token_count++;
 	return (uint32_t)vg->token_count;
 }
@@ -1411,6 +1499,103 @@ int vguest_post_bad_chain(struct vguest *vg, enum vguest_bad_chain kind,
 	return 0;
 }
 
+void vguest_set_rx_refill(struct vguest *vg, bool enabled)
+{
+	vg->rx_refill = enabled;
+}
+
+uint16_t vguest_avail_idx(const struct vguest *vg, unsigned index)
+{
+	return index < VGUEST_QUEUE_COUNT ? vg->queues[index].avail_idx : 0;
+}
+
+unsigned vguest_rx_buffers_posted(const struct vguest *vg)
+{
+	return vg->queues[VGUEST_QUEUE_RX].posted;
+}
+
+void vguest_sock_mark_raw(struct vguest_sock *sock)
+{
+	sock->raw_traffic = true;
+}
+
+int vguest_post_bad_rx_chain(struct vguest *vg, enum vguest_bad_rx kind,
+			     uint32_t *token)
+{
+	struct vg_queue *q = &vg->queues[VGUEST_QUEUE_RX];
+	uint16_t d[2];
+	unsigned count = kind == VGUEST_BAD_RX_MIXED ? 2u : 1u;
+	uint64_t area;
+	uint32_t id;
+
+	if (q->kick_fd < 0 || vg->backend_gone) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	if ((unsigned)kind >= VGUEST_BAD_RX_COUNT) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (vg_alloc_descs(q, count, d) != 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	id = vg_new_token(vg);
+	if (id == 0) {
+		for (unsigned i = 0; i < count; i++)
+			q->free_stack[q->free_count++] = d[i];
+		errno = ENOMEM;
+		return -1;
+	}
+	area = vg->hostile_area +
+	       (uint64_t)(vg->hostile_next++ % (VG_HOSTILE_AREA_SIZE / VG_CANARY_SIZE)) *
+	       VG_CANARY_SIZE;
+	memset(vg_gpa(vg, area), VG_CANARY_BYTE, VG_CANARY_SIZE);
+	vg->tokens[id - 1].canary_gpa = area;
+	switch (kind) {
+	case VGUEST_BAD_RX_READ_ONLY:
+		vg_desc_set(&q->desc[d[0]], area, 128, 0, 0);
+		vg->tokens[id - 1].canary_from = 0;
+		break;
+	case VGUEST_BAD_RX_MIXED:
+		vg_desc_set(&q->desc[d[0]], area, VSOCK_HEADER_SIZE,
+			    VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, d[1]);
+		vg_desc_set(&q->desc[d[1]], area + 64, 128, 0, 0);
+		/* the writable header part may have been written: check after */
+		vg->tokens[id - 1].canary_from = 64;
+		break;
+	case VGUEST_BAD_RX_TOO_SHORT:
+		vg_desc_set(&q->desc[d[0]], area, VG_SHORT_HEADER_LEN, VRING_DESC_F_WRITE, 0);
+		vg->tokens[id - 1].canary_from = VG_SHORT_HEADER_LEN;
+		break;
+	case VGUEST_BAD_RX_OUTSIDE:
+		vg_desc_set(&q->desc[d[0]], vg->mem_size + 0x10000, 4096, VRING_DESC_F_WRITE, 0);
+		vg->tokens[id - 1].canary_from = 0;
+		break;
+	case VGUEST_BAD_RX_COUNT:
+		break;
+	}
+	vg_publish(q, d, count, -1, id, 0);
+	vg_kick(vg, VGUEST_QUEUE_RX);
+	if (token)
+		*token = id;
+	return 0;
+}
+
+bool vguest_bad_rx_canary_intact(const struct vguest *vg, uint32_t token)
+{
+	const uint8_t *area;
+	const struct vg_token *t;
+	if (token == 0 || token > vg->token_count || !vg->tokens[token - 1].canary_gpa)
+		return false;
+	t = &vg->tokens[token - 1];
+	area = vg->mem + t->canary_gpa;
+	for (uint32_t i = t->canary_from; i < VG_CANARY_SIZE; i++)
+		if (area[i] != VG_CANARY_BYTE)
+			return false;
+	return true;
+}
+
 int vguest_chain_result(const struct vguest *vg, uint32_t token,
 			uint32_t *used_len)
 {
@@ -1617,7 +1802,7 @@ static void vg_update_peer_credit(struct vguest *vg, struct vguest_sock *sock,
 				  sock->local_port, sock->peer_port,
 				  vsock_op_name(header->op), sock->peer_fwd_cnt,
 				  header->fwd_cnt);
-	if ((int32_t)in_flight < 0)
+	if ((int32_t)in_flight < 0 && !sock->raw_traffic)
 		vg_protocol_error(vg, "port %u<-%u: %s: peer fwd_cnt %u ahead of tx_cnt %u",
 				  sock->local_port, sock->peer_port,
 				  vsock_op_name(header->op), header->fwd_cnt, sock->tx_cnt);
@@ -1819,6 +2004,13 @@ static void vg_rx_used(struct vguest *vg, uint16_t id, uint32_t len)
 		return;
 	}
 	chain = &q->chains[id];
+	if (chain->token != 0) {
+		/* one of our malformed RX buffers: record, never parse */
+		vg->tokens[chain->token - 1].done = true;
+		vg->tokens[chain->token - 1].used_len = len;
+		vg_free_chain(vg, q, id);
+		return;
+	}
 	if (len < VSOCK_HEADER_SIZE || len > chain->capacity) {
 		vg->stats.rx_used_bad_length++;
 		vg_protocol_error(vg, "RX used length %u (buffer %u)", len, chain->capacity);
@@ -1967,9 +2159,16 @@ void vguest_handle_pollfds(struct vguest *vg, const struct pollfd *fds, size_t c
 					vg_protocol_error(vg, "queue %u: error eventfd signalled", qi);
 				}
 			} else {
-				for (size_t s = 0; s < q->stale_count; s++)
-					if (fd == q->stale_fds[s] && vg_drain_eventfd(fd))
+				for (size_t s = 0; s < q->stale_count; s++) {
+					if (fd != q->stale_fds[s] || !vg_drain_eventfd(fd))
+						continue;
+					if (q->stale_forward[s]) {
+						vg->stats.early_call_signals++;
+						q->interrupt_pending = true;
+					} else {
 						vg->stats.stale_call_signals++;
+					}
+				}
 			}
 		}
 	}
@@ -2083,7 +2282,7 @@ uint32_t vguest_sock_credit(const struct vguest_sock *sock)
 {
 	uint32_t in_flight = sock->tx_cnt - sock->peer_fwd_cnt;
 	if (!sock->peer_credit_known || in_flight > sock->peer_buf_alloc)
-		return 0;
+		return 0;   /* also when the peer's fwd_cnt is ahead (raw traffic) */
 	return sock->peer_buf_alloc - in_flight;
 }
 

@@ -65,6 +65,8 @@ struct vguest_options {
 	uint32_t rx_buf_size;        /* VGUEST_RX_SINGLE: whole descriptor */
 	uint32_t rx_split_payload;   /* VGUEST_RX_SPLIT: payload descriptor */
 	bool rx_refill_half;         /* Linux: refill only below half full */
+	bool rx_start_empty;         /* post no RX buffers until
+					vguest_set_rx_refill(vg, true) */
 	enum vguest_tx_layout tx_layout;
 	unsigned tx_data_segments;   /* split TX data over n descriptors */
 	bool tx_use_indirect;        /* use an indirect table if negotiated */
@@ -124,6 +126,7 @@ struct vguest_sock {
 	bool reset_received;
 	bool reset_sent;
 	bool data_after_close;       /* RW arrived while CLOSING/CLOSED */
+	bool raw_traffic;            /* raw packets sent for this pair */
 
 	uint64_t rx_bytes;           /* totals, 64-bit */
 	uint64_t tx_bytes;
@@ -164,7 +167,11 @@ struct vguest_stats {
 	uint64_t unknown_socket_packets;
 	uint64_t rx_interrupts;
 	uint64_t tx_interrupts;
-	uint64_t stale_call_signals;   /* on a call fd already replaced */
+	uint64_t stale_call_signals;   /* on a call fd replaced with an acked
+					  SET_VRING_CALL: ignored (lost) */
+	uint64_t early_call_signals;   /* on a call fd replaced during set-up
+					  (taken as interrupts, like QEMU's
+					  masked notifier) */
 	uint64_t err_signals;          /* on SET_VRING_ERR fds */
 	uint64_t kicks;
 	uint64_t kicks_suppressed;
@@ -193,6 +200,17 @@ enum vguest_bad_chain {
 	VGUEST_BAD_INDIRECT_EMPTY,   /* table length 0 */
 	VGUEST_BAD_INDIRECT_AND_NEXT,/* INDIRECT and NEXT both set */
 	VGUEST_BAD_CHAIN_COUNT
+};
+
+/* Malformed RX buffers for vguest_post_bad_rx_chain. Each sits in a
+ * 256-byte canary area; the device must not write outside what the
+ * descriptors allow. */
+enum vguest_bad_rx {
+	VGUEST_BAD_RX_READ_ONLY,     /* RX descriptor without WRITE */
+	VGUEST_BAD_RX_MIXED,         /* writable header desc + read-only desc */
+	VGUEST_BAD_RX_TOO_SHORT,     /* one 20-byte writable descriptor */
+	VGUEST_BAD_RX_OUTSIDE,       /* writable, outside guest memory */
+	VGUEST_BAD_RX_COUNT
 };
 
 /* Name of a vguest_bad_chain value, for test output. */
@@ -321,8 +339,22 @@ int vguest_post_bad_chain(struct vguest *vg, enum vguest_bad_chain kind,
 			  const struct vsock_header *header,
 			  const void *payload, size_t payload_len,
 			  uint32_t *token);
+/* Post a malformed RX buffer (before the good ones already posted are
+ * used up, the device will meet it). -1/EAGAIN if the RX ring is full. */
+int vguest_post_bad_rx_chain(struct vguest *vg, enum vguest_bad_rx kind,
+			     uint32_t *token);
+/* True if the canary bytes the device must not touch are intact. */
+bool vguest_bad_rx_canary_intact(const struct vguest *vg, uint32_t token);
+/* Stop (false) or resume (true) refilling the RX ring, to starve the
+ * device of RX buffers. */
+void vguest_set_rx_refill(struct vguest *vg, bool enabled);
+/* RX buffers currently in the ring (good and bad). */
+unsigned vguest_rx_buffers_posted(const struct vguest *vg);
+/* Raw packets will be sent for sock's port pair: the peer's fwd_cnt may
+ * then run ahead of what vguest_send sent, so stop checking that. */
+void vguest_sock_mark_raw(struct vguest_sock *sock);
 /* 1 and *used_len once the chain came back used, 0 while pending,
- * -1 for an unknown token. */
+ * -1 for an unknown token. Works for TX and RX tokens. */
 int vguest_chain_result(const struct vguest *vg, uint32_t token,
 			uint32_t *used_len);
 
@@ -332,6 +364,16 @@ int vguest_vhost_send_raw(struct vguest *vg, uint32_t request, uint32_t flags,
 			  uint32_t size_field, const void *payload,
 			  size_t payload_len, const int *fds, size_t fd_count);
 int vguest_vhost_fd(const struct vguest *vg);
+/*
+ * Guest driver reset without a VMM restart (guest reboot), as QEMU 7.2 does
+ * it: SET_VRING_ENABLE 0 and GET_VRING_BASE for both queues (bases[] gets
+ * the answers, may be NULL), every guest socket becomes CLOSED, the rings
+ * are rebuilt from scratch, and the driver-start sequence runs again.
+ */
+int vguest_reset_device(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT]);
+/* The avail index we have published on queue index (for GET_VRING_BASE
+ * checks). */
+uint16_t vguest_avail_idx(const struct vguest *vg, unsigned index);
 /* Replace both call fds on the live rings (SET_VRING_CALL with
  * NEED_REPLY when REPLY_ACK was negotiated). Signals on the old fds after
  * the ack count as stale_call_signals and are otherwise ignored. */
