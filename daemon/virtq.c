@@ -296,21 +296,6 @@ static bool walk_chain(const struct virtq *queue, const struct guest_memory *mem
 	return true;
 }
 
-static bool slot_malformed(const struct virtq *queue, unsigned slot)
-{
-	return (queue->malformed_slots[slot / 8] >> (slot % 8)) & 1u;
-}
-
-static void mark_slot(struct virtq *queue, unsigned slot, bool malformed)
-{
-	uint8_t bit = (uint8_t)(1u << (slot % 8));
-
-	if (malformed)
-		queue->malformed_slots[slot / 8] |= bit;
-	else
-		queue->malformed_slots[slot / 8] &= (uint8_t)~bit;
-}
-
 int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
 	      struct iovec *iov, size_t iov_capacity, struct virtq_chain *chain)
 {
@@ -326,7 +311,6 @@ int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
 		uint16_t avail = load_le16(avail_idx(queue), __ATOMIC_ACQUIRE);
 		uint16_t pending = (uint16_t)(avail - queue->last_avail_idx);
 		unsigned slot = queue->last_avail_idx & (queue->size - 1u);
-		bool replay = queue->rewound > 0;
 		struct chain_error error;
 		uint16_t head;
 
@@ -342,19 +326,11 @@ int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
 		}
 		head = load_le16(avail_ring(queue, slot), __ATOMIC_RELAXED);
 		queue->last_avail_idx++;
-		if (replay) {
-			queue->rewound--;
-			/* answered with length 0 before it was rewound */
-			if (slot_malformed(queue, slot))
-				continue;
-		}
 		if (walk_chain(queue, memory, head, iov, iov_capacity, chain, &error)) {
-			mark_slot(queue, slot, false);
 			queue->stats.chains_popped++;
 			result = 1;
 			goto out;
 		}
-		mark_slot(queue, slot, true);
 		queue->stats.chains_malformed++;
 		log_ratelimited(&queue->malformed_log, LOG_LEVEL_WARN,
 				"virtq: malformed chain: %s (descriptor %u) queue %u "
@@ -364,22 +340,6 @@ int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
 	}
 out:
 	return result;
-}
-
-void virtq_unpop(struct virtq *queue, uint16_t count)
-{
-	unsigned steps = 0;
-
-	if (queue->size == 0)
-		return;
-	/* Walk back over count good chains, stepping over malformed ones. */
-	while (count > 0 && steps < queue->size) {
-		queue->last_avail_idx--;
-		queue->rewound++;
-		steps++;
-		if (!slot_malformed(queue, queue->last_avail_idx & (queue->size - 1u)))
-			count--;
-	}
 }
 
 void virtq_push(struct virtq *queue, uint16_t head, uint32_t written)
@@ -476,6 +436,4 @@ void virtq_set_base(struct virtq *queue, uint16_t base)
 	queue->signalled_used_valid = false;
 	queue->notify_pending = false;
 	queue->broken = false;
-	queue->rewound = 0;
-	memset(queue->malformed_slots, 0, sizeof(queue->malformed_slots));
 }

@@ -65,11 +65,6 @@ struct virtq {
 	 * direction, stats and malformed_log): */
 	uint16_t index;                  /* queue number, for log lines */
 	bool notify_pending;             /* pushed since the last virtq_notify */
-	/* virtq_unpop bookkeeping: avail entries rewound and not yet popped
-	 * again, and which avail slots were already answered as malformed
-	 * (so a re-pop skips them instead of answering them twice). */
-	uint16_t rewound;
-	uint8_t malformed_slots[VIRTQ_MAX_SIZE / 8];
 };
 
 /* One popped chain. iov points into guest memory. */
@@ -108,11 +103,6 @@ bool virtq_is_ready(const struct virtq *queue);
 int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
 	      struct iovec *iov, size_t iov_capacity, struct virtq_chain *chain);
 
-/* Give back the last count popped chains unused (they will be popped again).
- * Malformed chains skipped in between are not counted and are not answered
- * a second time when popping again. */
-void virtq_unpop(struct virtq *queue, uint16_t count);
-
 /* Publish one used entry (head, written length). Does not notify. Does
  * nothing once the queue is stopped (virtq_stop / GET_VRING_BASE): the ring
  * then belongs to the frontend again, and a chain popped before the stop
@@ -132,7 +122,7 @@ bool virtq_enable_kicks(struct virtq *queue);
 void virtq_drain_kick(struct virtq *queue);
 
 /* SET_VRING_BASE: next avail entry to read (and, until virtq_map reloads
- * it from the ring, next used entry); forgets unpop and interrupt state and
+ * it from the ring, next used entry); forgets interrupt state and
  * clears a previous "broken" verdict (the frontend restarts the ring). */
 void virtq_set_base(struct virtq *queue, uint16_t base);
 

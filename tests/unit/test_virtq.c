@@ -3,7 +3,7 @@
  * guest driver) in memfd-backed guest memory: every chain shape the guest
  * may use, every hostile chain we must refuse (answered with used length 0
  * while good chains keep flowing), used-ring publication with wrap-around,
- * EVENT_IDX / NO_INTERRUPT interrupt suppression, kick re-enabling, unpop.
+ * EVENT_IDX / NO_INTERRUPT interrupt suppression and kick re-enabling.
  */
 #include <endian.h>
 #include <errno.h>
@@ -667,50 +667,7 @@ static void test_enable_kicks(void **state)
 	ring_close(&ring);
 }
 
-/* ---- unpop, stop, reset, map ---- */
-
-static void test_unpop(void **state)
-{
-	struct ring ring;
-	(void)state;
-
-	ring_open(&ring, VIRTQ_DEVICE_WRITES, false, false);
-	for (uint16_t head = 0; head < 3; head++) {
-		set_desc(&ring, head, BUFFER_GPA + head * 0x1000u, 4096,
-			 VRING_DESC_F_WRITE, 0);
-		post(&ring, head);
-	}
-	for (uint16_t head = 0; head < 3; head++)
-		assert_int_equal(pop(&ring), 1);
-	virtq_unpop(&ring.queue, 2);
-	assert_int_equal(ring.queue.last_avail_idx, 1);
-	assert_int_equal(pop(&ring), 1);
-	assert_int_equal(ring.chain.head, 1);
-	assert_int_equal(pop(&ring), 1);
-	assert_int_equal(ring.chain.head, 2);
-	assert_int_equal(pop(&ring), 0);
-
-	/* A B M C: M is answered once, unpop(2) gives back B and C */
-	for (uint16_t head = 0; head < 4; head++)
-		set_desc(&ring, head, BUFFER_GPA, 4096, VRING_DESC_F_WRITE, 0);
-	set_desc(&ring, 2, BUFFER_GPA, 4096, 0, 0);  /* read-only on RX */
-	for (uint16_t head = 0; head < 4; head++)
-		post(&ring, head);
-	assert_int_equal(pop(&ring), 1);
-	assert_int_equal(pop(&ring), 1);
-	assert_int_equal(pop(&ring), 1);
-	assert_int_equal(ring.chain.head, 3);
-	assert_int_equal(used_idx(&ring), 1);
-	virtq_unpop(&ring.queue, 2);
-	assert_int_equal(pop(&ring), 1);
-	assert_int_equal(ring.chain.head, 1);
-	assert_int_equal(pop(&ring), 1);
-	assert_int_equal(ring.chain.head, 3);
-	assert_int_equal(pop(&ring), 0);
-	assert_int_equal(used_idx(&ring), 1);            /* M not answered twice */
-	assert_int_equal(ring.queue.stats.chains_malformed, 1);
-	ring_close(&ring);
-}
+/* ---- stop, reset, map ---- */
 
 static void test_stop_reset_and_drain(void **state)
 {
@@ -831,7 +788,6 @@ int main(void)
 		cmocka_unit_test(test_notify_event_idx),
 		cmocka_unit_test(test_notify_no_interrupt_flag),
 		cmocka_unit_test(test_enable_kicks),
-		cmocka_unit_test(test_unpop),
 		cmocka_unit_test(test_stop_reset_and_drain),
 		cmocka_unit_test(test_map_rejects_bad_rings),
 		cmocka_unit_test(test_malformed_log_line),
