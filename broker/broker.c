@@ -632,7 +632,7 @@ static int broker_setup(struct broker *broker)
 
 int broker_run(const struct vsockmuxd_options *options,
 	       struct broker_listeners *listeners, int channel_fd,
-	       pid_t muxer_pid)
+	       pid_t muxer_pid, int (*lock_down)(void *opaque), void *opaque)
 {
 	struct broker broker = {
 		.options = options,
@@ -657,6 +657,10 @@ int broker_run(const struct vsockmuxd_options *options,
 	result = broker_setup(&broker);
 	if (result != BROKER_CONTINUE)
 		goto out;
+	if (lock_down && lock_down(opaque) != 0) {
+		result = 1;
+		goto out;
+	}
 	log_info("ready: vhost-user socket %s, host socket %s",
 		 options->socket_path, options->uds_path);
 	/* It may have died before SIGCHLD was blocked and routed to us. */

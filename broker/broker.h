@@ -33,10 +33,12 @@ void broker_close_listeners(const struct vsockmuxd_options *options,
 
 /*
  * Run the broker until the muxer goes away (channel EOF, or SIGCHLD for
- * muxer_pid) or SIGTERM/SIGINT. Returns the process exit code.
+ * muxer_pid) or SIGTERM/SIGINT. lock_down (may be NULL) runs once the
+ * loop's fds exist, before the first event: it applies the sandbox; a
+ * non-zero return stops the broker. Returns the process exit code.
  */
 int broker_run(const struct vsockmuxd_options *options,
 	       struct broker_listeners *listeners, int channel_fd,
-	       pid_t muxer_pid);
+	       pid_t muxer_pid, int (*lock_down)(void *opaque), void *opaque);
 
 #endif

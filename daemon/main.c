@@ -40,7 +40,7 @@ static int run_muxer(const struct vsockmuxd_options *options,
 		log_error("broker exited during start-up");
 		return 1;
 	}
-	return muxer_run(options, channel_fd);
+	return muxer_run(options, channel_fd, NULL, NULL);
 }
 
 int main(int argc, char **argv)
@@ -81,7 +81,7 @@ int main(int argc, char **argv)
 	}
 	close(channel[1]);
 	channel[1] = -1;
-	exit_code = broker_run(&options, &listeners, channel[0], muxer_pid);
+	exit_code = broker_run(&options, &listeners, channel[0], muxer_pid, NULL, NULL);
 	channel[0] = -1; /* broker_run closed it */
 	kill(muxer_pid, SIGTERM);
 	waitpid(muxer_pid, NULL, 0);

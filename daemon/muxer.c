@@ -707,7 +707,8 @@ void muxer_destroy(struct muxer *muxer)
 	muxer->epoll_fd = -1;
 }
 
-int muxer_run(const struct vsockmuxd_options *options, int channel_fd)
+int muxer_run(const struct vsockmuxd_options *options, int channel_fd,
+	      int (*lock_down)(void *opaque), void *opaque)
 {
 	struct epoll_event events[64];
 	struct muxer *muxer = calloc(1, sizeof(*muxer));
@@ -720,6 +721,10 @@ int muxer_run(const struct vsockmuxd_options *options, int channel_fd)
 	signal(SIGPIPE, SIG_IGN);
 	if (muxer_init(muxer, options, channel_fd) < 0)
 		goto out;
+	if (lock_down && lock_down(opaque) != 0) {
+		muxer_destroy(muxer);
+		goto out;
+	}
 	while (muxer->running) {
 		int timeout = muxer->tx_backlog || muxer->rx_backlog ? 0 : -1;
 		int count = epoll_wait(muxer->epoll_fd, events, 64, timeout);

@@ -115,8 +115,14 @@ struct muxer {
 	struct log_ratelimit conn_log;
 };
 
-/* Run the muxer until the broker goes away. Returns the exit code. */
-int muxer_run(const struct vsockmuxd_options *options, int channel_fd);
+/*
+ * Run the muxer until the broker goes away. lock_down (may be NULL) runs
+ * after every fd and allocation the loop needs exists and before the first
+ * event is handled: it applies the sandbox. A non-zero return ends the
+ * muxer. Returns the exit code.
+ */
+int muxer_run(const struct vsockmuxd_options *options, int channel_fd,
+	      int (*lock_down)(void *opaque), void *opaque);
 
 /* Set up / tear down everything but the loop (tests use these). */
 int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,

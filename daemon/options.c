@@ -28,6 +28,9 @@ enum option_id {
 	OPTION_QUEUE_SIZE,
 	OPTION_MAX_CONNECTIONS,
 	OPTION_LOG_LEVEL,
+	OPTION_USER,
+	OPTION_SANDBOX_DEBUG,
+	OPTION_NO_SANDBOX,
 	OPTION_HELP,
 	OPTION_VERSION,
 };
@@ -40,6 +43,9 @@ static const struct option long_options[] = {
 	{ "queue-size", required_argument, NULL, OPTION_QUEUE_SIZE },
 	{ "max-connections", required_argument, NULL, OPTION_MAX_CONNECTIONS },
 	{ "log-level", required_argument, NULL, OPTION_LOG_LEVEL },
+	{ "user", required_argument, NULL, OPTION_USER },
+	{ "sandbox-debug", no_argument, NULL, OPTION_SANDBOX_DEBUG },
+	{ "no-sandbox", no_argument, NULL, OPTION_NO_SANDBOX },
 	{ "help", no_argument, NULL, OPTION_HELP },
 	{ "version", no_argument, NULL, OPTION_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -50,6 +56,7 @@ static void print_help(void)
 	printf("Usage: vsockmuxd --guest-cid N --socket VHOST_USER_SOCKET --uds-path HOST_UDS_PATH\n"
 	       "                 [--tx-buffer-size BYTES] [--queue-size N]\n"
 	       "                 [--max-connections N] [--log-level error|warn|info|debug]\n"
+	       "                 [--user NAME] [--sandbox-debug] [--no-sandbox]\n"
 	       "\n"
 	       "vhost-user vsock backend: guest AF_VSOCK streams <-> host Unix sockets\n"
 	       "(Firecracker / cloud-hypervisor hybrid vsock).\n"
@@ -63,6 +70,10 @@ static void print_help(void)
 	       "  --queue-size N         largest virtqueue accepted, power of two (default %u)\n"
 	       "  --max-connections N    connection limit (default %u, max %u)\n"
 	       "  --log-level LEVEL      error, warn, info (default) or debug\n"
+	       "  --user NAME            run both processes as NAME when started as root\n"
+	       "                         (default: vsockmux if it exists, else nobody)\n"
+	       "  --sandbox-debug        a forbidden syscall is logged by name, then exit\n"
+	       "  --no-sandbox           no seccomp filter (development only; logged loudly)\n"
 	       "  --help, --version\n",
 	       OPTIONS_DEFAULT_TX_BUFFER_SIZE, TX_BUFFER_MIN, TX_BUFFER_MAX,
 	       OPTIONS_DEFAULT_QUEUE_SIZE, OPTIONS_DEFAULT_MAX_CONNECTIONS,
@@ -112,6 +123,8 @@ static enum options_result check_required(const struct vsockmuxd_options *option
 		return usage_error("%s", "socket paths must not be empty");
 	if (strcmp(options->socket_path, options->uds_path) == 0)
 		return usage_error("%s", "--socket and --uds-path must differ");
+	if (options->sandbox_debug && options->no_sandbox)
+		return usage_error("%s", "--sandbox-debug and --no-sandbox exclude each other");
 	return OPTIONS_OK;
 }
 
@@ -130,7 +143,7 @@ enum options_result options_parse(int argc, char **argv,
 	opterr = 0;
 	optind = 1;
 
-	while ((option = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+	while ((option = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
 		switch (option) {
 		case OPTION_GUEST_CID:
 			if (parse_number(optarg, 3, UINT32_MAX - 1, &value) < 0)
@@ -162,6 +175,17 @@ enum options_result options_parse(int argc, char **argv,
 		case OPTION_LOG_LEVEL:
 			if (log_parse_level(optarg, &options->log_level) < 0)
 				return usage_error("invalid --log-level '%s': expected error, warn, info or debug", optarg);
+			break;
+		case OPTION_USER:
+			if (optarg[0] == '\0')
+				return usage_error("--user needs a user name");
+			options->user = optarg;
+			break;
+		case OPTION_SANDBOX_DEBUG:
+			options->sandbox_debug = true;
+			break;
+		case OPTION_NO_SANDBOX:
+			options->no_sandbox = true;
 			break;
 		case OPTION_HELP:
 			print_help();

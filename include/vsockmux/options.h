@@ -5,6 +5,7 @@
 #ifndef VSOCKMUX_OPTIONS_H
 #define VSOCKMUX_OPTIONS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vsockmux/log.h"
@@ -22,6 +23,9 @@ struct vsockmuxd_options {
 	uint16_t queue_size;         /* largest virtqueue we accept */
 	uint32_t max_connections;
 	enum log_level log_level;
+	const char *user;            /* --user; NULL: the default user */
+	bool sandbox_debug;          /* --sandbox-debug: trap and log */
+	bool no_sandbox;             /* --no-sandbox: development only */
 };
 
 /* Outcome of options_parse. */

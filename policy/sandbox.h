@@ -1,0 +1,41 @@
+/*
+ * sandbox.h - seccomp filters for the two processes, built from
+ * policy/muxer.policy and policy/broker.policy at compile time.
+ *
+ * Why compiled in: a policy file changed on disk must not weaken a running
+ * install; the build fails on a parse error or an unknown syscall name.
+ * Owns: turning a compiled policy into a libseccomp filter and loading it
+ * on every thread (TSYNC). Never: loads a filter in a process that did not
+ * ask for it (tests load filters only in forked children).
+ */
+#ifndef VSOCKMUX_SANDBOX_H
+#define VSOCKMUX_SANDBOX_H
+
+#include <stddef.h>
+
+enum sandbox_role {
+	SANDBOX_ROLE_BROKER,
+	SANDBOX_ROLE_MUXER,
+};
+
+enum sandbox_mode {
+	SANDBOX_ENFORCE,  /* default: SCMP_ACT_KILL_PROCESS */
+	SANDBOX_DEBUG,    /* --sandbox-debug: SIGSYS handler logs the call's
+			     name and number, then exits non-zero */
+};
+
+/*
+ * Load the role's filter (plus the sanitizer additions when built with
+ * ASan/UBSan). Sets no_new_privs first. Returns 0 or a negative errno;
+ * logs the reason.
+ */
+int sandbox_apply(enum sandbox_role role, enum sandbox_mode mode);
+
+/* Distinct syscalls the role's policy allows (sanitizer additions not
+ * counted). */
+size_t sandbox_policy_syscall_count(enum sandbox_role role);
+
+/* Name of the role ("broker", "muxer"). */
+const char *sandbox_role_name(enum sandbox_role role);
+
+#endif
