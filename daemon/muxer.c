@@ -524,9 +524,13 @@ static void on_queue_state_changed(void *opaque, unsigned queue_index, bool read
 			muxer->spare_rx_count = 0;
 		return;
 	}
+	/* Not now: the frontend may have queued more set-up (QEMU 7.2 sends
+	 * SET_VRING_CALL right behind SET_VRING_ENABLE). Ring work waits until
+	 * this turn's vhost-user messages are all handled. */
 	if (queue_index == VSOCK_QUEUE_TX)
-		muxer_process_tx(muxer);
-	muxer_process_rx(muxer);
+		muxer->tx_backlog = true;
+	else
+		muxer->rx_backlog = true;
 }
 
 static void drop_all_connections(struct muxer *muxer, const char *reason)
@@ -738,7 +742,7 @@ int muxer_run(const struct vsockmuxd_options *options, int channel_fd,
 			handle_event(muxer, &events[i]);
 		if (muxer->tx_backlog)
 			muxer_process_tx(muxer);
-		if (muxer->rx_head || muxer->orphan_count > 0)
+		if (muxer->rx_backlog || muxer->rx_head || muxer->orphan_count > 0)
 			muxer_process_rx(muxer);
 	}
 	exit_code = muxer->exit_code;

@@ -399,6 +399,16 @@ static enum handler_result handle_set_vring_call(struct vhost_user_device *devic
 	/* QEMU 7.2 swaps call fds on running rings: take the new one at once */
 	close_fd(&queue->call_fd);
 	queue->call_fd = new_fd;
+	/* An interrupt sent on the old fd just before the swap may be lost
+	 * (QEMU looks at its masked notifier only once). A spurious one is
+	 * harmless to a virtio driver; a lost one can stall it. */
+	if (virtq_is_ready(queue) && new_fd >= 0) {
+		uint64_t one = 1;
+		if (write(new_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_ratelimited(&device->log_limit, LOG_LEVEL_WARN,
+					"vhost-user: signal on new call fd of queue %u: %s",
+					queue->index, strerror(errno));
+	}
 	return HANDLER_OK;
 }
 

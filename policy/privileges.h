@@ -53,6 +53,10 @@ int privileges_isolate_muxer(void);
 int privileges_drop(const struct privilege_plan *plan, int death_signal,
 		    pid_t parent_pid);
 
+/* File descriptors beyond one per connection: listeners, the channel,
+ * epoll, timers, vhost-user eventfds and memory fds, stdio. */
+#define PRIVILEGES_NOFILE_RESERVE 64u
+
 /*
  * Resource limits: RLIMIT_NOFILE sized for max_connections (each needs one
  * fd, plus a fixed reserve); for the muxer also RLIMIT_NPROC 0 and

@@ -242,7 +242,7 @@ int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd)
 out:
 	if (result == -EPROTO)
 		log_error("ipc: rejected datagram (%zd bytes, %zu fds): %s",
-			  length, fd_count, reason);
+			  length, fd_count, reason ? reason : "unknown reason");
 	for (size_t i = 0; i < fd_count; i++)
 		close(fds[i]);
 	if (decoded != NULL)

@@ -102,9 +102,11 @@ struct sys_harness {
 	char uds_path[108];
 	uint64_t start_ns, deadline_ns;
 	bool quiet;
+	uint64_t guest_cid;            /* --guest-cid (default 3) */
 
 	/* daemon */
 	pid_t daemon_pid;
+	bool daemon_exit_expected;     /* the test ends the daemon itself */
 	bool daemon_reaped;
 	int daemon_status;
 	int daemon_log_fd;
@@ -162,7 +164,8 @@ int sys_ms_until(uint64_t end_ns);
 /* Start the daemon with the standard arguments plus extra (NULL-ended,
  * may be NULL); waits for "ready". */
 void sys_start_daemon(struct sys_harness *h, const char *const *extra_args);
-/* Create a guest with options (NULL: defaults) and run the vhost-user
+/* Create a guest with options (NULL: defaults, with h->guest_cid) and run
+ * the vhost-user
  * set-up; fails the test on error. The first one becomes h->vg. */
 struct vguest *sys_guest_new(struct sys_harness *h,
 			     const struct vguest_options *options);
@@ -172,6 +175,20 @@ void sys_guest_drop(struct sys_harness *h, struct vguest *vg);
 void sys_setup(struct sys_harness *h);
 /* True while the daemon's stderr is open (some process alive). */
 bool sys_daemon_alive(struct sys_harness *h);
+/* Pid of the daemon's second process (child of the one we started), or
+ * -1. */
+pid_t sys_daemon_child_pid(struct sys_harness *h);
+/* The test is about to end the daemon: don't fail on its exit, but still
+ * check sanitizer output and that every process is gone at the end. */
+void sys_expect_daemon_exit(struct sys_harness *h);
+/* Wait up to timeout_ms for the process we started to exit; true and
+ * *status if it did. */
+bool sys_reap_daemon(struct sys_harness *h, int timeout_ms, int *status);
+/* Wait up to timeout_ms until every daemon process has closed stderr. */
+bool sys_wait_daemon_gone(struct sys_harness *h, int timeout_ms);
+/* SIGTERM the daemon now and check it ends cleanly (exit 0, no signal,
+ * both processes gone, no sanitizer report). */
+void sys_stop_daemon_checked(struct sys_harness *h);
 /* CPU time (ms) used so far by the daemon's processes (the one we started
  * and its children), from /proc. */
 double sys_daemon_cpu_ms(struct sys_harness *h);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -1486,6 +1487,189 @@ static void test_vhost_features(struct sys_harness *h)
 	expect_new_frontend_works(h);
 }
 
+/* Data and EOF both queued before the guest accepted: the guest must get
+ * the data and then SHUTDOWN(SEND). */
+static void test_host_eof_before_accept(struct sys_harness *h)
+{
+	static const char message[] = "CONNECT 52\nshort and final";
+	const size_t data_len = strlen(message) - strlen("CONNECT 52\n");
+	char buffer[32];
+	struct vguest_sock *listener, *g = NULL;
+	struct host_conn *c;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	c = host_connect(h);
+	host_write_str(c, message);
+	host_shutdown_wr(c);
+	CHECK(c->shut_wr_done);
+	WAIT_FOR(h, 3000, (g = vguest_accept(listener)) != NULL);
+	CHECK(host_expect_ok(h, c) == g->peer_port);
+	sys_guest_read_exact(h, g, buffer, data_len, 3000);
+	CHECK(memcmp(buffer, message + strlen("CONNECT 52\n"), data_len) == 0);
+	WAIT_FOR(h, 3000, g->peer_shutdown & VSOCK_SHUTDOWN_SEND);
+	CHECK(vguest_sock_eof(g));
+	close_from_guest(h, g, c);
+}
+
+/* SIGTERM while connections carry data: clean exit of both processes,
+ * every host socket closed. */
+static void test_sigterm_under_load(struct sys_harness *h)
+{
+	struct vguest_sock *listener, *g;
+	struct host_listener *host_l;
+	struct host_conn *c1, *c2;
+	struct guest_stream *gs;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	host_l = host_listen(h, 1234);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c1, &g);
+	gs = guest_stream_add(h, g);
+	guest_stream_source(gs, 61, 64 * MIB, SYS_AFTER_NOTHING);
+	host_sink(c1, 61, 64 * MIB);
+	host_source(c1, 62, 64 * MIB, SYS_AFTER_NOTHING);
+	gs->stop_on_error = true;
+	sys_open_guest_initiated(h, h->vg, host_l, &c2, &g);
+	WAIT_FOR(h, 5000, c1->sink.received >= 1 * MIB);
+	sys_stop_daemon_checked(h);
+	WAIT_FOR(h, 3000, host_peer_closed(c1) && host_peer_closed(c2));
+	WAIT_FOR(h, 3000, vguest_backend_gone(h->vg));
+	sys_guest_drop(h, h->vg);
+}
+
+/* One process dies: the other exits at once. */
+static void kill_one_process(struct sys_harness *h, bool kill_child)
+{
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	pid_t child, victim;
+	int status = 0;
+	uint64_t start;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	child = sys_daemon_child_pid(h);
+	CHECKF(child > 0, "cannot find the daemon's second process");
+	victim = kill_child ? child : h->daemon_pid;
+	sys_expect_daemon_exit(h);
+	start = sys_now_ns();
+	CHECK(kill(victim, SIGKILL) == 0);
+	CHECKF(sys_reap_daemon(h, 3000, &status), "the main process lives on");
+	CHECKF(sys_wait_daemon_gone(h, 3000), "the other process lives on");
+	printf("both processes gone %.1f ms after SIGKILL of the %s\n",
+	       (double)(sys_now_ns() - start) / 1e6, kill_child ? "child" : "parent");
+	WAIT_FOR(h, 3000, host_peer_closed(c));
+	WAIT_FOR(h, 3000, vguest_backend_gone(h->vg));
+	sys_guest_drop(h, h->vg);
+}
+
+static void test_kill_child_process(struct sys_harness *h)
+{
+	kill_one_process(h, true);
+}
+
+static void test_kill_parent_process(struct sys_harness *h)
+{
+	kill_one_process(h, false);
+}
+
+/*
+ * QEMU 7.2 swaps the call fds (SET_VRING_CALL) right after SET_VRING_ENABLE
+ * and resumes the guest once the messages are written, not processed; it
+ * checks the old (masked) notifier only once, right after sending. A
+ * backend that completes TX chains when the ring becomes ready, before it
+ * reads the SET_VRING_CALL queued right behind SET_VRING_ENABLE, signals the
+ * old fd, and QEMU loses that interrupt. 20 fresh frontends post TX at once.
+ */
+static void test_call_swap_ordering(struct sys_harness *h)
+{
+	uint64_t early = 0;
+
+	sys_start_daemon(h, NULL);
+	for (int round = 0; round < 20; round++) {
+		struct vguest *vg = sys_guest_new(h, NULL);
+		struct vguest_sock *s = vguest_connect_port(vg, 4000 + (uint32_t)round);
+		CHECK(s);
+		WAIT_FOR(h, 2000, s->state == VGUEST_SOCK_CLOSED);
+		early += vguest_get_stats(vg)->early_call_signals;
+		sys_guest_drop(h, vg);
+	}
+	CHECKF(early == 0, "in 20 set-ups the daemon signalled %" PRIu64 " interrupt(s) "
+	       "on a call fd already replaced by a SET_VRING_CALL queued behind "
+	       "SET_VRING_ENABLE (it used the TX ring before reading it); QEMU 7.2 "
+	       "would lose them", early);
+}
+
+/* Packets with ops the daemon must not act on: no payload reaches the
+ * host, the daemon survives, the connection keeps working or is reset. */
+static void test_bad_op(struct sys_harness *h)
+{
+	static const uint16_t ops[] = { VSOCK_OP_INVALID, 99, 0xffff, VSOCK_OP_RESPONSE };
+	static const char junk[] = "JUNKJUNKJU";
+	struct host_listener *listener;
+	struct vguest_sock *g;
+	struct host_conn *c;
+	struct vsock_header header;
+
+	sys_setup(h);
+	listener = host_listen(h, 1234);
+	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		header = guest_header(g->local_port, 1234, ops[i]);
+		header.fwd_cnt = g->fwd_cnt;
+		header.len = ops[i] == VSOCK_OP_RESPONSE ? 0 : (uint32_t)strlen(junk);
+		CHECK(vguest_send_raw(h->vg, &header, junk, header.len, NULL) == 0);
+	}
+	/* and an unknown op for a connection that does not exist */
+	header = guest_header(2345, 1234, 99);
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	sys_tx_barrier(h, h->vg);
+	CHECKF(host_in_len(c) == 0, "a packet with a bad op delivered %zu bytes to the host",
+	       host_in_len(c));
+	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RST, 2345, 1234) <= 1);
+	printf("after bad ops: guest socket %s%s\n", vguest_sock_state_name(g->state),
+	       g->reset_received ? " (RST)" : "");
+	if (g->state == VGUEST_SOCK_CONNECTED) {
+		sys_guest_write_all(h, g, "ok", 2, 3000);
+		sys_host_expect(h, c, "ok", 2, 3000);
+		close_from_guest(h, g, c);
+	} else {
+		WAIT_FOR(h, 3000, host_peer_closed(c));
+	}
+}
+
+/* Another guest CID end to end: config space and every packet's cids. */
+static void test_guest_cid_option(struct sys_harness *h)
+{
+	const uint64_t cid = 4294967294ull;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	const struct vguest_packet_record *request;
+	char buffer[4];
+
+	h->guest_cid = cid;
+	sys_setup(h);
+	CHECK(vguest_config_cid(h->vg) == cid);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	request = vguest_find_packet(h->vg, false, VSOCK_OP_REQUEST, 52, g->peer_port);
+	CHECK(request && request->header.dst_cid == cid);
+	host_write_str(c, "cid!");
+	sys_guest_read_exact(h, g, buffer, 4, 3000);
+	close_from_guest(h, g, c);
+	/* the default cid 3 is now foreign: dropped */
+	{
+		struct host_listener *host_l = host_listen(h, 1234);
+		struct vsock_header header = guest_header(1111, 1234, VSOCK_OP_REQUEST);
+		CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+		sys_tx_barrier(h, h->vg);
+		CHECK(host_l->accepted == 0);
+		CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RESPONSE, 1111, 1234) == 0);
+	}
+}
+
 static const struct sys_test tests[] = {
 	{ "vhost_features", test_vhost_features, 30 },
 	{ "host_initiated", test_host_initiated, 30 },
@@ -1531,6 +1715,13 @@ static const struct sys_test tests[] = {
 	{ "malformed_rx_buffers", test_malformed_rx_buffers, 30 },
 	{ "idle_handshake_timeout", test_idle_handshake_timeout, 30 },
 	{ "device_reset", test_device_reset, 30 },
+	{ "host_eof_before_accept", test_host_eof_before_accept, 30 },
+	{ "sigterm_under_load", test_sigterm_under_load, 30 },
+	{ "kill_child_process", test_kill_child_process, 30 },
+	{ "kill_parent_process", test_kill_parent_process, 30 },
+	{ "call_swap_ordering", test_call_swap_ordering, 30 },
+	{ "bad_op", test_bad_op, 30 },
+	{ "guest_cid_option", test_guest_cid_option, 30 },
 };
 
 int main(int argc, char **argv)

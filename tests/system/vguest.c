@@ -1778,7 +1778,7 @@ static int vg_sock_rx_reserve(struct vguest_sock *sock, size_t extra)
 		sock->rx_tail = used;
 	}
 	if (used + extra > sock->rx_capacity) {
-		size_t capacity = sock->rx_capacity ? sock->rx_capacity : 65536;
+		size_t capacity = sock->rx_capacity ? sock->rx_capacity : 4096;
 		uint8_t *grown;
 		while (capacity < used + extra)
 			capacity *= 2;
