@@ -1,0 +1,238 @@
+/*
+ * test_lifecycle.c - the daemon as an operator meets it: command-line
+ * errors, socket files left by a dead daemon, a live daemon's sockets,
+ * process names, and --max-connections. Each test starts the real binary.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sys_harness.h"
+
+struct run_result {
+	int status;
+	char output[4096];
+};
+
+/* Run vsockmuxd with argv (NULL-ended, without argv[0]); collect its
+ * stderr+stdout until it exits (bounded by timeout_ms). */
+static void run_daemon_once(struct sys_harness *h, const char *const *args,
+			    int timeout_ms, struct run_result *result)
+{
+	const char *exe = getenv("VSOCKMUXD");
+	const char *argv[16] = { exe };
+	uint64_t end = sys_wait_end(h, timeout_ms);
+	size_t used = 0, argc = 1;
+	int pipefd[2];
+	pid_t pid;
+
+	CHECK(exe != NULL);
+	for (size_t i = 0; args[i] && argc < 15; i++)
+		argv[argc++] = args[i];
+	CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		dup2(pipefd[1], STDERR_FILENO);
+		dup2(pipefd[1], STDOUT_FILENO);
+		execv(exe, (char *const *)argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	for (;;) {
+		struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
+		ssize_t got;
+		int ready = poll(&pfd, 1, sys_ms_until(end));
+		CHECKF(ready > 0, "vsockmuxd %s did not exit in time", args[0]);
+		got = read(pipefd[0], result->output + used,
+			   sizeof(result->output) - 1 - used);
+		if (got <= 0)
+			break;
+		used += (size_t)got;
+		CHECK(used < sizeof(result->output) - 1);
+	}
+	result->output[used] = '\0';
+	close(pipefd[0]);
+	CHECK(waitpid(pid, &result->status, 0) == pid);
+}
+
+static int count_lines(const char *text)
+{
+	int lines = 0;
+	for (; *text; text++)
+		lines += *text == '\n';
+	return lines;
+}
+
+static void test_cli_usage_errors(struct sys_harness *h)
+{
+	static const char *const bad[][8] = {
+		{ "--socket", "a", "--uds-path", "b", NULL },
+		{ "--guest-cid", "2", "--socket", "a", "--uds-path", "b", NULL },
+		{ "--guest-cid", "3", "--socket", "a", NULL },
+		{ "--guest-cid", "3", "--socket", "a", "--uds-path", "b", "--bogus", NULL },
+		{ "--guest-cid", "3", "--socket", "a", "--uds-path", "b", "--queue-size", NULL },
+	};
+	static const char *const help[] = { "--help", NULL };
+	static const char *const version[] = { "--version", NULL };
+	struct run_result result;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		run_daemon_once(h, bad[i], 5000, &result);
+		CHECKF(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 2,
+		       "bad command line %zu: status %#x, want exit code 2", i, result.status);
+		CHECKF(count_lines(result.output) == 1 && strstr(result.output, "vsockmuxd:"),
+		       "bad command line %zu: want one clear line, got: %s", i, result.output);
+		printf("usage error %zu: %s", i, result.output);
+	}
+	run_daemon_once(h, help, 5000, &result);
+	CHECK(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 0);
+	CHECK(strstr(result.output, "--guest-cid") && strstr(result.output, "--uds-path"));
+	run_daemon_once(h, version, 5000, &result);
+	CHECK(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 0);
+	CHECK(strncmp(result.output, "vsockmuxd ", 10) == 0);
+}
+
+/* A socket file nobody listens on, as a killed daemon leaves behind. */
+static void make_stale_socket(const char *path)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	snprintf(address.sun_path, sizeof(address.sun_path), "%s", path);
+	CHECK(bind(fd, (struct sockaddr *)&address, sizeof(address)) == 0);
+	close(fd);
+	CHECK(access(path, F_OK) == 0);
+}
+
+static void test_stale_sockets_replaced(struct sys_harness *h)
+{
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+
+	make_stale_socket(h->vhost_path);
+	make_stale_socket(h->uds_path);
+	sys_setup(h);   /* fails unless the daemon gets ready */
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	host_write_str(c, "ping\n");
+	{
+		char buffer[8];
+		sys_guest_read_exact(h, g, buffer, 5, 3000);
+		CHECK(memcmp(buffer, "ping\n", 5) == 0);
+	}
+}
+
+static void test_live_socket_not_stolen(struct sys_harness *h)
+{
+	const char *args[] = { "--guest-cid", "4", "--socket", h->vhost_path,
+			       "--uds-path", NULL, NULL };
+	char other_uds[128];
+	struct run_result result;
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+
+	sys_setup(h);
+	snprintf(other_uds, sizeof(other_uds), "%s.other", h->uds_path);
+	args[5] = other_uds;
+	run_daemon_once(h, args, 5000, &result);
+	CHECKF(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 1,
+	       "second daemon on a live socket: status %#x, want exit code 1", result.status);
+	CHECKF(strstr(result.output, "already listening"), "unclear message: %s",
+	       result.output);
+	printf("second daemon: %s", result.output);
+	CHECKF(access(other_uds, F_OK) != 0, "the refused daemon left %s behind", other_uds);
+	/* the first daemon still serves */
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+}
+
+static void read_comm(pid_t pid, char *name, size_t size)
+{
+	char path[64];
+	FILE *file;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	file = fopen(path, "r");
+	CHECKF(file && fgets(name, (int)size, file), "cannot read %s", path);
+	fclose(file);
+	name[strcspn(name, "\n")] = '\0';
+}
+
+static void test_process_names(struct sys_harness *h)
+{
+	char parent[32], child[32];
+	pid_t child_pid;
+
+	sys_setup(h);
+	child_pid = sys_daemon_child_pid(h);
+	CHECK(child_pid > 0);
+	read_comm(h->daemon_pid, parent, sizeof(parent));
+	read_comm(child_pid, child, sizeof(child));
+	printf("processes: %d %s, %d %s\n", (int)h->daemon_pid, parent, (int)child_pid, child);
+	CHECK(strcmp(parent, "vsockmux-broker") == 0);
+	CHECK(strcmp(child, "vsockmux-muxer") == 0);
+}
+
+static void test_max_connections(struct sys_harness *h)
+{
+	static const char *const extra[] = { "--max-connections", "2", NULL };
+	struct host_conn *first, *second, *third;
+	struct host_listener *host_listener;
+	struct vguest_sock *g;
+
+	sys_start_daemon(h, extra);
+	sys_guest_new(h, NULL);
+	host_listener = host_listen(h, 7000);
+	/* two host clients mid-handshake hold both slots */
+	first = host_connect(h);
+	second = host_connect(h);
+	host_write_str(first, "CONN");
+	host_write_str(second, "CONN");
+	sys_tx_barrier(h, h->vg);
+	third = host_connect(h);
+	WAIT_FOR(h, 3000, host_peer_closed(third));
+	CHECKF(host_in_len(third) == 0, "a refused host client got bytes");
+	/* a guest connect beyond the limit: RST at once, nothing reaches the host */
+	g = vguest_connect_port(h->vg, 7000);
+	CHECK(g);
+	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
+	CHECKF(g->refused, "guest connect over the limit was not refused");
+	CHECK(host_listener->accepted == 0);
+	CHECK(!host_peer_closed(first) && !host_peer_closed(second));
+	/* a slot frees up: connects work again (retry until the muxer has
+	 * seen the close, bounded by the wait) */
+	host_close(first);
+	{
+		uint64_t end = sys_wait_end(h, 3000);
+		bool connected = false;
+		while (!connected) {
+			struct vguest_sock *retry = vguest_connect_port(h->vg, 7000);
+			CHECK(retry);
+			WAIT_FOR(h, 3000, retry->state != VGUEST_SOCK_CONNECTING);
+			connected = retry->state == VGUEST_SOCK_CONNECTED;
+			CHECKF(connected || sys_now_ns() < end,
+			       "no guest connect succeeded after a slot was freed");
+		}
+	}
+	WAIT_FOR(h, 3000, host_listener->accepted == 1);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct sys_test tests[] = {
+		{ "cli_usage_errors", test_cli_usage_errors, 30 },
+		{ "stale_sockets_replaced", test_stale_sockets_replaced, 30 },
+		{ "live_socket_not_stolen", test_live_socket_not_stolen, 30 },
+		{ "process_names", test_process_names, 30 },
+		{ "max_connections", test_max_connections, 30 },
+	};
+	return sys_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
+}
