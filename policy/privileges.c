@@ -88,6 +88,21 @@ out:
 	return result;
 }
 
+/* The user's name for log lines, or "uid N" when it has none. */
+static void name_of_uid(uid_t uid, char *name, size_t name_size)
+{
+	struct passwd entry, *found = NULL;
+	const size_t buffer_size = 16384;
+	char *buffer = malloc(buffer_size);
+
+	if (buffer && getpwuid_r(uid, &entry, buffer, buffer_size, &found) == 0 &&
+	    found && strlen(found->pw_name) < name_size)
+		snprintf(name, name_size, "%s", found->pw_name);
+	else
+		snprintf(name, name_size, "uid %u", (unsigned)uid);
+	free(buffer);
+}
+
 static int copy_user_name(struct privilege_plan *plan, const char *name)
 {
 	size_t length = strlen(name);
@@ -133,7 +148,7 @@ static int plan_unprivileged(const char *user_name, struct privilege_plan *plan)
 		}
 		return copy_user_name(plan, user_name);
 	}
-	snprintf(plan->user_name, sizeof(plan->user_name), "uid %u", (unsigned)effective);
+	name_of_uid(effective, plan->user_name, sizeof(plan->user_name));
 	return 0;
 }
 

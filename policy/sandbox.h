@@ -12,6 +12,7 @@
 #define VSOCKMUX_SANDBOX_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 enum sandbox_role {
 	SANDBOX_ROLE_BROKER,
@@ -30,6 +31,20 @@ enum sandbox_mode {
  * logs the reason.
  */
 int sandbox_apply(enum sandbox_role role, enum sandbox_mode mode);
+
+/*
+ * The same, for a policy with rules on the other daemon process's pid
+ * ($PEER_PID: the broker may only kill and wait for its muxer). Such a
+ * policy fails to load through sandbox_apply (-EINVAL, logged).
+ */
+int sandbox_apply_with_peer(enum sandbox_role role, enum sandbox_mode mode,
+			    pid_t peer_pid);
+
+/* Exit code of a process that hit a blocked syscall in SANDBOX_DEBUG. */
+#define SANDBOX_DEBUG_EXIT_CODE 159
+
+/* Name of a syscall number of the architecture built for, or NULL. */
+const char *sandbox_syscall_name(long syscall_nr);
 
 /* Distinct syscalls the role's policy allows (sanitizer additions not
  * counted). */

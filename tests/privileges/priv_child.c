@@ -132,7 +132,10 @@ int proc_status_field(const char *key, char *value, size_t value_size)
 			continue;
 		const char *start = line + key_length + 1;
 		start += strspn(start, " \t");
-		snprintf(value, value_size, "%.*s", (int)strcspn(start, "\n"), start);
+		size_t length = strcspn(start, "\n");
+		while (length > 0 && (start[length - 1] == ' ' || start[length - 1] == '\t'))
+			length--;  /* "Groups:" ends in a space */
+		snprintf(value, value_size, "%.*s", (int)length, start);
 		result = 0;
 		break;
 	}

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -1029,6 +1030,9 @@ struct host_listener *host_listen(struct sys_harness *h, uint32_t port)
 		free(l);
 		FAIL("listen on %s: %s", addr.sun_path, strerror(saved));
 	}
+	/* the daemon's broker runs as an unprivileged user when started as
+	 * root: host services must let it connect (README: security model) */
+	CHECKF(chmod(l->path, 0666) == 0, "chmod %s: %s", l->path, strerror(errno));
 	l->fd = fd;
 	l->next = h->listeners;
 	h->listeners = l;
@@ -1488,7 +1492,7 @@ static int sys_run_one(const struct sys_test *test)
 	sys_current = h;
 	snprintf(h->dir, sizeof(h->dir), "%s/vsockmux-sys-XXXXXX",
 		 tmp && *tmp && strlen(tmp) < 24 ? tmp : "/tmp");
-	if (!mkdtemp(h->dir)) {
+	if (!mkdtemp(h->dir) || chmod(h->dir, 0711) != 0) {
 		fprintf(stderr, "FAIL: %s: mkdtemp: %s\n", test->name, strerror(errno));
 		return 1;
 	}

@@ -1,0 +1,789 @@
+/*
+ * policy_compile.c - build-time compiler for the seccomp policy files
+ * (policy/NAME.policy) into C tables that policy/sandbox.c loads.
+ *
+ * Owns: the policy grammar, checking every syscall name against libseccomp
+ * for the target architecture, and the generated header/source (rule
+ * tables, plus a syscall number -> name table for the --sandbox-debug
+ * SIGSYS handler). Every mistake is reported as "file:line: message" and
+ * fails the build (exit status 1).
+ * Never: loads a filter, or accepts a rule without a "# why" comment.
+ *
+ * Usage: policy_compile --arch ARCH --source OUT.c --header OUT.h
+ *                       NAME=FILE.policy...
+ *
+ * Grammar (one rule per line; blank lines and lines starting with '#' are
+ * comments):
+ *   rule      := syscall [condition ('&&' condition)*] [action] '#' why
+ *   condition := argN OP value | argN '&' value '==' value     (N = 0..5)
+ *   OP        := '==' | '!=' | '<' | '<=' | '>' | '>='
+ *   value     := term ('|' term)* | '$PID' | '$PEER_PID'
+ *   term      := decimal | 0xhex | a constant from the table below
+ *   action    := '->' 'errno' '(' ERRNO_NAME ')'   (default: allow)
+ * Rules for the same syscall are OR-ed; conditions of a rule are AND-ed.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#define MAX_CONDITIONS 6
+#define MAX_ARG_INDEX 5
+#define MAX_RULES 256
+#define MAX_TOKENS 64
+#define MAX_TOKEN_LENGTH 64
+#define MAX_LINE_LENGTH 1024
+#define MAX_POLICIES 8
+/* Syscall numbers scanned for the debug name table. */
+#define SYSCALL_NAME_TABLE_SIZE 1024
+
+enum value_kind { VALUE_CONSTANT, VALUE_PID, VALUE_PEER_PID };
+
+/* Must match the generated header's enum policy_compare order. */
+enum compare_op { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE, CMP_MASKED_EQ };
+static const char *const compare_enum_names[] = {
+	"POLICY_CMP_EQ", "POLICY_CMP_NE", "POLICY_CMP_LT", "POLICY_CMP_LE",
+	"POLICY_CMP_GT", "POLICY_CMP_GE", "POLICY_CMP_MASKED_EQ",
+};
+static const char *const value_enum_names[] = {
+	"POLICY_VALUE_CONSTANT", "POLICY_VALUE_PID", "POLICY_VALUE_PEER_PID",
+};
+
+struct condition {
+	unsigned arg;
+	enum compare_op op;
+	enum value_kind kind;
+	uint64_t mask;
+	uint64_t value;
+};
+
+struct rule {
+	int syscall_nr;
+	char syscall_name[MAX_TOKEN_LENGTH];
+	unsigned line;
+	unsigned condition_count;
+	struct condition conditions[MAX_CONDITIONS];
+	int errno_value; /* 0: allow */
+};
+
+struct policy {
+	const char *name;
+	const char *path;
+	struct rule rules[MAX_RULES];
+	size_t rule_count;
+	size_t syscall_count; /* distinct syscalls with an allow rule */
+};
+
+struct named_value {
+	const char *name;
+	uint64_t value;
+};
+
+#define NAMED(x) { #x, (uint64_t)(x) }
+
+/* Symbolic constants usable as values (host headers of the build machine). */
+static const struct named_value constants[] = {
+	NAMED(AF_UNIX), NAMED(AF_INET), NAMED(AF_INET6),
+	NAMED(SOCK_STREAM), NAMED(SOCK_DGRAM), NAMED(SOCK_SEQPACKET),
+	NAMED(SOCK_NONBLOCK), NAMED(SOCK_CLOEXEC),
+	NAMED(SHUT_RD), NAMED(SHUT_WR), NAMED(SHUT_RDWR),
+	NAMED(MSG_DONTWAIT), NAMED(MSG_NOSIGNAL), NAMED(MSG_PEEK),
+	NAMED(MSG_CMSG_CLOEXEC), NAMED(MSG_TRUNC), NAMED(MSG_CTRUNC),
+	NAMED(MSG_WAITALL), NAMED(MSG_EOR), NAMED(MSG_OOB),
+	NAMED(PROT_NONE), NAMED(PROT_READ), NAMED(PROT_WRITE), NAMED(PROT_EXEC),
+	NAMED(MAP_SHARED), NAMED(MAP_PRIVATE), NAMED(MAP_ANONYMOUS),
+	NAMED(MAP_FIXED), NAMED(MAP_NORESERVE), NAMED(MAP_STACK),
+	NAMED(MAP_POPULATE),
+	NAMED(MADV_DONTNEED), NAMED(MADV_FREE), NAMED(MADV_DONTDUMP),
+	NAMED(MADV_NOHUGEPAGE), NAMED(MADV_HUGEPAGE), NAMED(MADV_WILLNEED),
+	NAMED(MREMAP_MAYMOVE),
+	NAMED(F_GETFL), NAMED(F_SETFL), NAMED(F_GETFD), NAMED(F_SETFD),
+	NAMED(F_DUPFD), NAMED(F_DUPFD_CLOEXEC), NAMED(FD_CLOEXEC),
+	NAMED(O_RDONLY), NAMED(O_WRONLY), NAMED(O_RDWR), NAMED(O_ACCMODE),
+	NAMED(O_CREAT), NAMED(O_TRUNC), NAMED(O_APPEND), NAMED(O_NONBLOCK),
+	NAMED(O_CLOEXEC), NAMED(O_DIRECTORY), NAMED(O_NOFOLLOW),
+	NAMED(CLOCK_REALTIME), NAMED(CLOCK_MONOTONIC), NAMED(CLOCK_BOOTTIME),
+	NAMED(CLOCK_PROCESS_CPUTIME_ID), NAMED(CLOCK_THREAD_CPUTIME_ID),
+	NAMED(FUTEX_WAIT), NAMED(FUTEX_WAKE), NAMED(FUTEX_PRIVATE_FLAG),
+	NAMED(FUTEX_WAIT_PRIVATE), NAMED(FUTEX_WAKE_PRIVATE),
+	NAMED(FUTEX_WAIT_BITSET), NAMED(FUTEX_CLOCK_REALTIME),
+	NAMED(PR_SET_NAME), NAMED(PR_GET_NAME), NAMED(PR_SET_DUMPABLE),
+	NAMED(PR_GET_DUMPABLE), NAMED(PR_SET_PDEATHSIG), NAMED(PR_SET_NO_NEW_PRIVS),
+	NAMED(PR_GET_NO_NEW_PRIVS), NAMED(PR_SET_PTRACER),
+	NAMED(SIG_BLOCK), NAMED(SIG_UNBLOCK), NAMED(SIG_SETMASK),
+	NAMED(SIGABRT), NAMED(SIGTERM), NAMED(SIGKILL), NAMED(SIGINT),
+	NAMED(SIGCHLD), NAMED(SIGPIPE), NAMED(SIGSEGV), NAMED(SIGBUS),
+	NAMED(SIGSYS), NAMED(SIGSTOP), NAMED(SIGCONT),
+	NAMED(EPOLL_CTL_ADD), NAMED(EPOLL_CTL_MOD), NAMED(EPOLL_CTL_DEL),
+	NAMED(EFD_CLOEXEC), NAMED(EFD_NONBLOCK), NAMED(EFD_SEMAPHORE),
+	NAMED(TFD_CLOEXEC), NAMED(TFD_NONBLOCK), NAMED(TFD_TIMER_ABSTIME),
+	NAMED(SFD_CLOEXEC), NAMED(SFD_NONBLOCK),
+	NAMED(WNOHANG), NAMED(WUNTRACED), NAMED(__WALL),
+};
+
+/* errno names usable in "-> errno(NAME)". */
+static const struct named_value errno_names[] = {
+	NAMED(EPERM), NAMED(EACCES), NAMED(ENOSYS), NAMED(EAGAIN),
+	NAMED(EINVAL), NAMED(ENOENT),
+};
+
+/* One line's tokens and where the parse stands. */
+struct line_parser {
+	const char *path;
+	unsigned line;
+	char tokens[MAX_TOKENS][MAX_TOKEN_LENGTH];
+	size_t token_count;
+	size_t position;
+	bool failed;
+};
+
+static unsigned error_count;
+
+static void report(const char *path, unsigned line, const char *format, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void report(const char *path, unsigned line, const char *format, ...)
+{
+	va_list args;
+
+	fprintf(stderr, "%s:%u: ", path, line);
+	va_start(args, format);
+	vfprintf(stderr, format, args);
+	va_end(args);
+	fputc('\n', stderr);
+	error_count++;
+}
+
+/* Marks the line failed and reports; only the first error of a line. */
+static void parse_error(struct line_parser *parser, const char *format, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void parse_error(struct line_parser *parser, const char *format, ...)
+{
+	char message[256];
+	va_list args;
+
+	if (parser->failed)
+		return;
+	parser->failed = true;
+	va_start(args, format);
+	vsnprintf(message, sizeof(message), format, args);
+	va_end(args);
+	report(parser->path, parser->line, "%s", message);
+}
+
+static bool is_word_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_';
+}
+
+/* Split the rule text (comment already cut off) into tokens. */
+static void tokenize(struct line_parser *parser, const char *text)
+{
+	static const char *const operators[] = {
+		"==", "!=", "<=", ">=", "&&", "->", "<", ">", "&", "|", "(", ")",
+	};
+	const char *cursor = text;
+
+	while (*cursor && !parser->failed) {
+		size_t length = 0;
+
+		if (isspace((unsigned char)*cursor)) {
+			cursor++;
+			continue;
+		}
+		if (parser->token_count == MAX_TOKENS) {
+			parse_error(parser, "rule too long");
+			return;
+		}
+		if (is_word_char(*cursor) || *cursor == '$') {
+			length = 1;
+			while (is_word_char(cursor[length]))
+				length++;
+		} else {
+			for (size_t i = 0; i < sizeof(operators) / sizeof(operators[0]); i++) {
+				size_t op_length = strlen(operators[i]);
+				if (strncmp(cursor, operators[i], op_length) == 0) {
+					length = op_length;
+					break;
+				}
+			}
+			if (length == 0) {
+				parse_error(parser, "unexpected character '%c'", *cursor);
+				return;
+			}
+		}
+		if (length >= MAX_TOKEN_LENGTH) {
+			parse_error(parser, "token too long");
+			return;
+		}
+		memcpy(parser->tokens[parser->token_count], cursor, length);
+		parser->tokens[parser->token_count][length] = '\0';
+		parser->token_count++;
+		cursor += length;
+	}
+}
+
+static const char *peek(const struct line_parser *parser)
+{
+	if (parser->position < parser->token_count)
+		return parser->tokens[parser->position];
+	return NULL;
+}
+
+static const char *next_token(struct line_parser *parser, const char *what)
+{
+	const char *token = peek(parser);
+
+	if (!token) {
+		parse_error(parser, "expected %s, got end of rule", what);
+		return NULL;
+	}
+	parser->position++;
+	return token;
+}
+
+static bool accept_token(struct line_parser *parser, const char *expected)
+{
+	const char *token = peek(parser);
+
+	if (token && strcmp(token, expected) == 0) {
+		parser->position++;
+		return true;
+	}
+	return false;
+}
+
+static bool lookup(const struct named_value *table, size_t count,
+		   const char *name, uint64_t *value)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (strcmp(table[i].name, name) == 0) {
+			*value = table[i].value;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A decimal or 0x-hex number, or a constant from the table. */
+static bool parse_term(struct line_parser *parser, uint64_t *value)
+{
+	const char *token = next_token(parser, "a value");
+	char *end = NULL;
+
+	if (!token)
+		return false;
+	if (isdigit((unsigned char)token[0])) {
+		bool hex = token[0] == '0' && (token[1] == 'x' || token[1] == 'X');
+		errno = 0;
+		*value = strtoull(token, &end, hex ? 16 : 10);
+		if (errno != 0 || *end != '\0') {
+			parse_error(parser, "bad number '%s'", token);
+			return false;
+		}
+		return true;
+	}
+	if (!lookup(constants, sizeof(constants) / sizeof(constants[0]), token, value)) {
+		parse_error(parser, "unknown constant '%s'", token);
+		return false;
+	}
+	return true;
+}
+
+/* term ('|' term)*, or a lone $PID / $PEER_PID placeholder. */
+static bool parse_value(struct line_parser *parser, bool placeholder_allowed,
+			enum value_kind *kind, uint64_t *value)
+{
+	const char *token = peek(parser);
+	uint64_t term;
+
+	*kind = VALUE_CONSTANT;
+	*value = 0;
+	if (token && token[0] == '$') {
+		parser->position++;
+		if (strcmp(token, "$PID") == 0)
+			*kind = VALUE_PID;
+		else if (strcmp(token, "$PEER_PID") == 0)
+			*kind = VALUE_PEER_PID;
+		else {
+			parse_error(parser, "unknown placeholder '%s' (known: $PID, $PEER_PID)",
+				    token);
+			return false;
+		}
+		if (!placeholder_allowed) {
+			parse_error(parser, "%s only works with == and !=", token);
+			return false;
+		}
+		if (peek(parser) && strcmp(peek(parser), "|") == 0) {
+			parse_error(parser, "%s cannot be combined with '|'", token);
+			return false;
+		}
+		return true;
+	}
+	do {
+		if (!parse_term(parser, &term))
+			return false;
+		*value |= term;
+	} while (accept_token(parser, "|"));
+	return true;
+}
+
+static bool parse_compare(struct line_parser *parser, enum compare_op *op)
+{
+	static const char *const names[] = { "==", "!=", "<", "<=", ">", ">=" };
+	const char *token = next_token(parser, "a comparison");
+
+	if (!token)
+		return false;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(token, names[i]) == 0) {
+			*op = (enum compare_op)i;
+			return true;
+		}
+	}
+	parse_error(parser, "expected a comparison (== != < <= > >= or & MASK ==), got '%s'",
+		    token);
+	return false;
+}
+
+static bool parse_condition(struct line_parser *parser, struct rule *rule)
+{
+	struct condition *condition = &rule->conditions[rule->condition_count];
+	const char *token = next_token(parser, "an argument (arg0..arg5)");
+	char *end = NULL;
+	unsigned long arg;
+
+	if (!token)
+		return false;
+	if (strncmp(token, "arg", 3) != 0 || !isdigit((unsigned char)token[3])) {
+		parse_error(parser, "expected an argument (arg0..arg5), got '%s'", token);
+		return false;
+	}
+	arg = strtoul(token + 3, &end, 10);
+	if (*end != '\0' || arg > MAX_ARG_INDEX) {
+		parse_error(parser, "no such argument '%s' (arg0..arg5)", token);
+		return false;
+	}
+	if (rule->condition_count == MAX_CONDITIONS) {
+		parse_error(parser, "too many conditions");
+		return false;
+	}
+	for (unsigned i = 0; i < rule->condition_count; i++) {
+		if (rule->conditions[i].arg == arg) {
+			parse_error(parser, "%s is tested twice in one rule (libseccomp "
+				    "allows one test per argument; write two rules)", token);
+			return false;
+		}
+	}
+	condition->arg = (unsigned)arg;
+	condition->mask = UINT64_MAX;
+	if (accept_token(parser, "&")) {
+		enum value_kind kind;
+		condition->op = CMP_MASKED_EQ;
+		if (!parse_value(parser, false, &kind, &condition->mask))
+			return false;
+		if (!accept_token(parser, "==")) {
+			parse_error(parser, "expected '==' after the mask");
+			return false;
+		}
+		if (!parse_value(parser, false, &condition->kind, &condition->value))
+			return false;
+		if ((condition->value & ~condition->mask) != 0) {
+			parse_error(parser, "value has bits outside the mask: never true");
+			return false;
+		}
+	} else {
+		if (!parse_compare(parser, &condition->op))
+			return false;
+		if (!parse_value(parser, condition->op == CMP_EQ || condition->op == CMP_NE,
+				 &condition->kind, &condition->value))
+			return false;
+	}
+	rule->condition_count++;
+	return true;
+}
+
+/* "-> errno(NAME)" */
+static bool parse_action(struct line_parser *parser, struct rule *rule)
+{
+	const char *token;
+	uint64_t value;
+
+	if (!accept_token(parser, "errno") || !accept_token(parser, "(")) {
+		parse_error(parser, "expected 'errno(NAME)' after '->'");
+		return false;
+	}
+	token = next_token(parser, "an errno name");
+	if (!token)
+		return false;
+	if (!lookup(errno_names, sizeof(errno_names) / sizeof(errno_names[0]), token,
+		    &value)) {
+		parse_error(parser, "unknown errno name '%s'", token);
+		return false;
+	}
+	if (!accept_token(parser, ")")) {
+		parse_error(parser, "expected ')' after the errno name");
+		return false;
+	}
+	rule->errno_value = (int)value;
+	return true;
+}
+
+static bool conditions_equal(const struct rule *a, const struct rule *b)
+{
+	if (a->condition_count != b->condition_count || a->errno_value != b->errno_value)
+		return false;
+	for (unsigned i = 0; i < a->condition_count; i++) {
+		const struct condition *x = &a->conditions[i];
+		const struct condition *y = &b->conditions[i];
+		if (x->arg != y->arg || x->op != y->op || x->kind != y->kind ||
+		    x->mask != y->mask || x->value != y->value)
+			return false;
+	}
+	return true;
+}
+
+/* Duplicates and unconditional-plus-conditional mixes hide mistakes. */
+static void check_against_earlier(struct policy *policy, const struct rule *rule)
+{
+	for (size_t i = 0; i < policy->rule_count; i++) {
+		const struct rule *earlier = &policy->rules[i];
+		if (earlier->syscall_nr != rule->syscall_nr)
+			continue;
+		if (conditions_equal(earlier, rule)) {
+			report(policy->path, rule->line, "duplicate of the rule on line %u",
+			       earlier->line);
+			return;
+		}
+		if (earlier->condition_count == 0 || rule->condition_count == 0) {
+			report(policy->path, rule->line,
+			       "%s has an unconditional rule and a conditional one "
+			       "(line %u): the condition would mean nothing",
+			       rule->syscall_name, earlier->line);
+			return;
+		}
+	}
+}
+
+static void parse_rule(struct policy *policy, uint32_t arch, unsigned line_number,
+		       char *text)
+{
+	struct line_parser parser = { .path = policy->path, .line = line_number };
+	struct rule rule = { .line = line_number };
+	char *comment = strchr(text, '#');
+	const char *name;
+
+	if (!comment) {
+		report(policy->path, line_number,
+		       "rule without a '# why' comment (every rule says why it is needed)");
+		return;
+	}
+	*comment = '\0';
+	for (const char *why = comment + 1; ; why++) {
+		if (*why == '\0' || *why == '\n') {
+			report(policy->path, line_number, "empty '# why' comment");
+			return;
+		}
+		if (!isspace((unsigned char)*why))
+			break;
+	}
+	tokenize(&parser, text);
+	if (parser.failed)
+		return;
+	name = next_token(&parser, "a syscall name");
+	if (!name)
+		return;
+	if (!isalpha((unsigned char)name[0]) && name[0] != '_') {
+		parse_error(&parser, "expected a syscall name, got '%s'", name);
+		return;
+	}
+	rule.syscall_nr = seccomp_syscall_resolve_name_arch(arch, name);
+	if (rule.syscall_nr == __NR_SCMP_ERROR) {
+		parse_error(&parser, "unknown syscall '%s'", name);
+		return;
+	}
+	snprintf(rule.syscall_name, sizeof(rule.syscall_name), "%s", name);
+	while (peek(&parser) && !parser.failed) {
+		if (accept_token(&parser, "->")) {
+			if (parse_action(&parser, &rule) && peek(&parser))
+				parse_error(&parser, "unexpected '%s' after the action",
+					    peek(&parser));
+			break;
+		}
+		if (rule.condition_count > 0 && !accept_token(&parser, "&&")) {
+			parse_error(&parser, "expected '&&', '->' or '#', got '%s'",
+				    peek(&parser));
+			break;
+		}
+		parse_condition(&parser, &rule);
+	}
+	if (parser.failed)
+		return;
+	if (policy->rule_count == MAX_RULES) {
+		report(policy->path, line_number, "too many rules (max %d)", MAX_RULES);
+		return;
+	}
+	check_against_earlier(policy, &rule);
+	policy->rules[policy->rule_count++] = rule;
+}
+
+static void count_syscalls(struct policy *policy)
+{
+	policy->syscall_count = 0;
+	for (size_t i = 0; i < policy->rule_count; i++) {
+		bool seen = false;
+		if (policy->rules[i].errno_value != 0)
+			continue;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = policy->rules[j].errno_value == 0 &&
+			       policy->rules[j].syscall_nr == policy->rules[i].syscall_nr;
+		if (!seen)
+			policy->syscall_count++;
+	}
+}
+
+/* Returns 0 when the file was read (parse errors are counted), -1 if not. */
+static int parse_policy(struct policy *policy, uint32_t arch)
+{
+	char line[MAX_LINE_LENGTH];
+	unsigned line_number = 0;
+	FILE *file = fopen(policy->path, "r");
+
+	if (!file) {
+		fprintf(stderr, "%s: %s\n", policy->path, strerror(errno));
+		error_count++;
+		return -1;
+	}
+	while (fgets(line, sizeof(line), file)) {
+		const char *start = line;
+
+		line_number++;
+		if (!strchr(line, '\n') && !feof(file)) {
+			report(policy->path, line_number, "line too long (max %d characters)",
+			       MAX_LINE_LENGTH - 2);
+			break;
+		}
+		while (isspace((unsigned char)*start))
+			start++;
+		if (*start == '\0' || *start == '#')
+			continue;
+		parse_rule(policy, arch, line_number, line);
+	}
+	if (ferror(file))
+		report(policy->path, line_number, "read error");
+	fclose(file);
+	count_syscalls(policy);
+	return 0;
+}
+
+static const char header_preamble[] =
+	"/* Generated by policy_compile from the policy files: do not edit. */\n"
+	"#ifndef VSOCKMUX_POLICY_TABLES_H\n"
+	"#define VSOCKMUX_POLICY_TABLES_H\n\n"
+	"#include <stddef.h>\n"
+	"#include <stdint.h>\n\n"
+	"enum policy_compare {\n"
+	"\tPOLICY_CMP_EQ, POLICY_CMP_NE, POLICY_CMP_LT, POLICY_CMP_LE,\n"
+	"\tPOLICY_CMP_GT, POLICY_CMP_GE, POLICY_CMP_MASKED_EQ,\n"
+	"};\n\n"
+	"/* Where a condition's value comes from: the file, or the process at\n"
+	"   load time ($PID: getpid(); $PEER_PID: the other daemon process). */\n"
+	"enum policy_value_kind {\n"
+	"\tPOLICY_VALUE_CONSTANT, POLICY_VALUE_PID, POLICY_VALUE_PEER_PID,\n"
+	"};\n\n"
+	"struct policy_condition {\n"
+	"\tunsigned arg;\n"
+	"\tenum policy_compare compare;\n"
+	"\tenum policy_value_kind kind;\n"
+	"\tuint64_t mask;     /* POLICY_CMP_MASKED_EQ only */\n"
+	"\tuint64_t value;\n"
+	"};\n\n"
+	"#define POLICY_MAX_CONDITIONS 6\n\n"
+	"struct policy_rule {\n"
+	"\tint syscall_nr;\n"
+	"\tconst char *syscall_name;\n"
+	"\tunsigned line;\n"
+	"\tunsigned condition_count;\n"
+	"\tstruct policy_condition conditions[POLICY_MAX_CONDITIONS];\n"
+	"\tint errno_value;   /* 0: allow; else fail the call with this errno */\n"
+	"};\n\n"
+	"struct policy_table {\n"
+	"\tconst char *file;\n"
+	"\tconst struct policy_rule *rules;\n"
+	"\tsize_t rule_count;\n"
+	"\tsize_t syscall_count; /* distinct syscalls allowed */\n"
+	"};\n\n"
+	"/* libseccomp token (SCMP_ARCH_*) of the architecture compiled for. */\n"
+	"extern const uint32_t policy_arch;\n"
+	"/* Syscall names by number for that architecture (NULL: no syscall). */\n"
+	"extern const char *const policy_syscall_names[];\n"
+	"extern const size_t policy_syscall_name_count;\n\n";
+
+static int write_header(const char *path, const struct policy *policies, size_t count)
+{
+	FILE *file = fopen(path, "w");
+
+	if (!file) {
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fputs(header_preamble, file);
+	for (size_t i = 0; i < count; i++)
+		fprintf(file, "extern const struct policy_table policy_table_%s;\n",
+			policies[i].name);
+	fputs("\n#endif\n", file);
+	if (fclose(file) != 0) {
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void write_rules(FILE *file, const struct policy *policy)
+{
+	fprintf(file, "static const struct policy_rule rules_%s[] = {\n", policy->name);
+	for (size_t i = 0; i < policy->rule_count; i++) {
+		const struct rule *rule = &policy->rules[i];
+		fprintf(file, "\t{ %d, \"%s\", %u, %u, {", rule->syscall_nr,
+			rule->syscall_name, rule->line, rule->condition_count);
+		for (unsigned c = 0; c < rule->condition_count; c++) {
+			const struct condition *condition = &rule->conditions[c];
+			fprintf(file, "%s\n\t\t{ %u, %s, %s, 0x%llxull, 0x%llxull }",
+				c ? "," : "", condition->arg,
+				compare_enum_names[condition->op],
+				value_enum_names[condition->kind],
+				(unsigned long long)condition->mask,
+				(unsigned long long)condition->value);
+		}
+		fprintf(file, "%s}, %d },\n", rule->condition_count ? "\n\t" : " ",
+			rule->errno_value);
+	}
+	if (policy->rule_count == 0)
+		fputs("\t{ 0, NULL, 0, 0, { { 0, POLICY_CMP_EQ, POLICY_VALUE_CONSTANT, 0, 0 } }, 0 },\n",
+		      file);
+	fputs("};\n\n", file);
+	fprintf(file, "const struct policy_table policy_table_%s = {\n"
+		"\t\"%s\", rules_%s, %zu, %zu,\n};\n\n",
+		policy->name, policy->path, policy->name, policy->rule_count,
+		policy->syscall_count);
+}
+
+static int write_source(const char *path, const char *header_name, uint32_t arch,
+			const struct policy *policies, size_t count)
+{
+	FILE *file = fopen(path, "w");
+	size_t name_count = 0;
+
+	if (!file) {
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fprintf(file, "/* Generated by policy_compile: do not edit. */\n"
+		"#include \"%s\"\n\n", header_name);
+	fprintf(file, "const uint32_t policy_arch = 0x%xu;\n\n", arch);
+	for (size_t i = 0; i < count; i++)
+		write_rules(file, &policies[i]);
+	fputs("const char *const policy_syscall_names[] = {\n", file);
+	for (int nr = 0; nr < SYSCALL_NAME_TABLE_SIZE; nr++) {
+		char *name = seccomp_syscall_resolve_num_arch(arch, nr);
+		if (name) {
+			fprintf(file, "\t[%d] = \"%s\",\n", nr, name);
+			name_count = (size_t)nr + 1;
+			free(name);
+		}
+	}
+	fputs("};\n", file);
+	fprintf(file, "const size_t policy_syscall_name_count = %zu;\n", name_count);
+	if (fclose(file) != 0) {
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: policy_compile --arch ARCH --source OUT.c --header OUT.h "
+		"NAME=FILE.policy...\n");
+	return 2;
+}
+
+static bool valid_table_name(const char *name, size_t length)
+{
+	if (length == 0)
+		return false;
+	for (size_t i = 0; i < length; i++) {
+		if (!islower((unsigned char)name[i]) && name[i] != '_')
+			return false;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	static struct policy policies[MAX_POLICIES];
+	const char *arch_name = NULL, *source_path = NULL, *header_path = NULL;
+	const char *header_name;
+	size_t policy_count = 0;
+	uint32_t arch;
+
+	for (int i = 1; i < argc; i++) {
+		const char *equals = strchr(argv[i], '=');
+		if (strcmp(argv[i], "--arch") == 0 && i + 1 < argc) {
+			arch_name = argv[++i];
+		} else if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) {
+			source_path = argv[++i];
+		} else if (strcmp(argv[i], "--header") == 0 && i + 1 < argc) {
+			header_path = argv[++i];
+		} else if (equals && argv[i][0] != '-' && policy_count < MAX_POLICIES &&
+			   valid_table_name(argv[i], (size_t)(equals - argv[i]))) {
+			struct policy *policy = &policies[policy_count++];
+			argv[i][equals - argv[i]] = '\0';
+			policy->name = argv[i];
+			policy->path = equals + 1;
+		} else {
+			return usage();
+		}
+	}
+	if (!arch_name || policy_count == 0)
+		return usage();
+	arch = seccomp_arch_resolve_name(arch_name);
+	if (arch == 0) {
+		fprintf(stderr, "policy_compile: unknown architecture '%s'\n", arch_name);
+		return 1;
+	}
+	for (size_t i = 0; i < policy_count; i++)
+		parse_policy(&policies[i], arch);
+	if (error_count > 0) {
+		fprintf(stderr, "policy_compile: %u error(s); nothing written\n", error_count);
+		return 1;
+	}
+	if (!source_path && !header_path)
+		return 0; /* check only */
+	if (!source_path || !header_path)
+		return usage();
+	header_name = strrchr(header_path, '/');
+	header_name = header_name ? header_name + 1 : header_path;
+	if (write_header(header_path, policies, policy_count) < 0 ||
+	    write_source(source_path, header_name, arch, policies, policy_count) < 0)
+		return 1;
+	return 0;
+}
