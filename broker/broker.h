@@ -13,6 +13,12 @@
 
 #include "vsockmux/options.h"
 
+/* Who owns the listening socket files (mode 0660). */
+struct listener_owner {
+	uid_t uid;
+	gid_t gid;
+};
+
 struct broker_listeners {
 	int vhost_user_fd;   /* listening on options->socket_path */
 	int host_fd;         /* listening on options->uds_path */
@@ -22,9 +28,11 @@ struct broker_listeners {
  * Bind and listen on --socket and --uds-path (before the fork, so errors
  * reach the user as one clear line and exit code 1). A stale socket file
  * (connect() gets ECONNREFUSED) is replaced; a live one is left alone and
- * is an error. Returns 0 or -1 (logged).
+ * is an error. Files are created mode 0660 and, when owner is not NULL,
+ * chowned to it. Returns 0 or -1 (logged).
  */
 int broker_open_listeners(const struct vsockmuxd_options *options,
+			  const struct listener_owner *owner,
 			  struct broker_listeners *listeners);
 
 /* Close both listeners and unlink their paths. */

@@ -100,9 +100,15 @@ out:
 	return result;
 }
 
-/* Create, bind and listen on one path. Returns the fd or -1 (logged). */
-static int open_listener(const char *what, const char *path)
+/*
+ * Create, bind and listen on one path: mode 0660 (set by the umask around
+ * bind, so there is no window), then owned by owner if it is given (the
+ * unprivileged user the daemon will run as). Returns the fd or -1.
+ */
+static int open_listener(const char *what, const char *path,
+			 const struct listener_owner *owner)
 {
+	mode_t saved_umask;
 	struct sockaddr_un address;
 	socklen_t address_length;
 	bool bound = false;
@@ -132,12 +138,19 @@ static int open_listener(const char *what, const char *path)
 		log_error("%s %s: socket: %s", what, path, strerror(errno));
 		goto out;
 	}
-	if (bind(listen_fd, (const struct sockaddr *)&address,
-		 address_length) < 0) {
+	saved_umask = umask(0117);
+	error = bind(listen_fd, (const struct sockaddr *)&address, address_length);
+	umask(saved_umask);
+	if (error < 0) {
 		log_error("%s %s: bind: %s", what, path, strerror(errno));
 		goto out;
 	}
 	bound = true;
+	if (owner && chown(path, owner->uid, owner->gid) < 0) {
+		log_error("%s %s: chown to %u:%u: %s", what, path,
+			  (unsigned)owner->uid, (unsigned)owner->gid, strerror(errno));
+		goto out;
+	}
 	if (listen(listen_fd, LISTEN_BACKLOG) < 0) {
 		log_error("%s %s: listen: %s", what, path, strerror(errno));
 		goto out;
@@ -154,6 +167,7 @@ out:
 }
 
 int broker_open_listeners(const struct vsockmuxd_options *options,
+			  const struct listener_owner *owner,
 			  struct broker_listeners *listeners)
 {
 	int result = -1;
@@ -168,10 +182,10 @@ int broker_open_listeners(const struct vsockmuxd_options *options,
 		goto out;
 	}
 	listeners->vhost_user_fd = open_listener("vhost-user socket",
-						 options->socket_path);
+						 options->socket_path, owner);
 	if (listeners->vhost_user_fd < 0)
 		goto out;
-	listeners->host_fd = open_listener("host socket", options->uds_path);
+	listeners->host_fd = open_listener("host socket", options->uds_path, owner);
 	if (listeners->host_fd < 0)
 		goto out;
 	result = 0;
@@ -181,22 +195,31 @@ out:
 	return result;
 }
 
+/* After the privilege drop the directory is often not ours to change; the
+ * file is then replaced as stale at the next start. */
+static void unlink_listener(const char *what, const char *path)
+{
+	if (unlink(path) == 0 || errno == ENOENT)
+		return;
+	if (errno == EACCES || errno == EPERM)
+		log_debug("%s %s: left in place (%s); the next start replaces it",
+			  what, path, strerror(errno));
+	else
+		log_warn("%s %s: unlink: %s", what, path, strerror(errno));
+}
+
 void broker_close_listeners(const struct vsockmuxd_options *options,
 			    struct broker_listeners *listeners)
 {
 	/* Unlink only what we bound: a -1 fd means the path is not ours. */
 	if (listeners->vhost_user_fd >= 0) {
 		close(listeners->vhost_user_fd);
-		if (unlink(options->socket_path) < 0 && errno != ENOENT)
-			log_warn("vhost-user socket %s: unlink: %s",
-				 options->socket_path, strerror(errno));
+		unlink_listener("vhost-user socket", options->socket_path);
 		listeners->vhost_user_fd = -1;
 	}
 	if (listeners->host_fd >= 0) {
 		close(listeners->host_fd);
-		if (unlink(options->uds_path) < 0 && errno != ENOENT)
-			log_warn("host socket %s: unlink: %s",
-				 options->uds_path, strerror(errno));
+		unlink_listener("host socket", options->uds_path);
 		listeners->host_fd = -1;
 	}
 }

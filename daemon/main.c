@@ -1,6 +1,7 @@
 /*
- * main.c - vsockmuxd's entry: parse the command line, open the listeners,
- * split into the broker (parent) and the muxer (child).
+ * main.c - vsockmuxd's entry: parse the command line, decide who we will
+ * run as, open the listeners, split into the broker (parent) and the
+ * muxer (child), and lock each one down before its loop starts.
  *
  * Why listeners before the fork: a bad path or a live daemon on the
  * socket must reach the user as one line and exit code 1, not as a muxer
@@ -8,6 +9,13 @@
  * and the paths on disk, and whoever started us (systemd) supervises it;
  * the muxer dies with it (PR_SET_PDEATHSIG) and it exits when the muxer
  * dies (SIGCHLD, channel EOF).
+ *
+ * Lock-down order, per process (design.md section 1, issue #3):
+ *   muxer:  namespaces + empty root (if privileged), resource limits,
+ *           user + capabilities + no-new-privs + death signal, then (once
+ *           its fds exist) the seccomp filter;
+ *   broker: resource limits, user + capabilities + no-new-privs, then
+ *           (once its fds exist) the seccomp filter.
  */
 #include <errno.h>
 #include <signal.h>
@@ -21,31 +29,94 @@
 
 #include "broker.h"
 #include "muxer.h"
+#include "privileges.h"
+#include "sandbox.h"
 #include "vsockmux/log.h"
 #include "vsockmux/options.h"
 
+/* What each process's lock-down hook needs. */
+struct lock_down_context {
+	const struct vsockmuxd_options *options;
+	enum sandbox_role role;
+	pid_t peer;          /* the other process ($PEER in a policy) */
+};
+
+/*
+ * Leave the process. Under the sandbox, exit handlers must not run:
+ * LeakSanitizer's exit-time scan needs syscalls (and, in the muxer, a
+ * /proc) the filters deny. --no-sandbox runs keep them, so a system test
+ * can still look for leaks.
+ */
+static void __attribute__((noreturn))
+leave(const struct vsockmuxd_options *options, int exit_code)
+{
+	fflush(stderr);
+	if (options->no_sandbox)
+		exit(exit_code);
+	_exit(exit_code);
+}
+
+/* Runs right before the process's event loop: the seccomp filter. */
+static int apply_seccomp(void *opaque)
+{
+	const struct lock_down_context *context = opaque;
+	if (context->options->no_sandbox) {
+		log_warn("*** --no-sandbox: the %s runs WITHOUT a seccomp filter; "
+			 "development only ***", sandbox_role_name(context->role));
+		return 0;
+	}
+	if (sandbox_apply_with_peer(context->role, context->options->sandbox_debug
+						    ? SANDBOX_DEBUG : SANDBOX_ENFORCE,
+				    context->peer) < 0)
+		return -1;
+	return 0;
+}
+
 static int run_muxer(const struct vsockmuxd_options *options,
+		     const struct privilege_plan *plan,
 		     struct broker_listeners *listeners, int channel_fd,
 		     pid_t broker_pid)
 {
+	struct lock_down_context context = { options, SANDBOX_ROLE_MUXER, broker_pid };
+
 	log_set_role("muxer");
 	close(listeners->vhost_user_fd);
 	close(listeners->host_fd);
 	prctl(PR_SET_NAME, "vsockmux-muxer", 0, 0, 0);
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
-		log_error("PR_SET_PDEATHSIG: %s", strerror(errno));
+	/* while /proc and fork still work (sanitizer builds only) */
+	if (!options->no_sandbox)
+		sandbox_prepare_sanitizers();
+	if (!options->no_sandbox && privileges_isolate_muxer() < 0)
+		return 1;
+	if (privileges_limit_resources(true, options->max_connections) < 0 ||
+	    privileges_drop(plan, SIGKILL, broker_pid) < 0)
+		return 1;
+	return muxer_run(options, channel_fd, apply_seccomp, &context);
+}
+
+static int run_broker(const struct vsockmuxd_options *options,
+		      const struct privilege_plan *plan,
+		      struct broker_listeners *listeners, int channel_fd,
+		      pid_t muxer_pid)
+{
+	struct lock_down_context context = { options, SANDBOX_ROLE_BROKER, muxer_pid };
+
+	if (!options->no_sandbox)
+		sandbox_prepare_sanitizers();
+	if (privileges_limit_resources(false, options->max_connections) < 0 ||
+	    privileges_drop(plan, 0, 0) < 0) {
+		close(channel_fd);
 		return 1;
 	}
-	if (getppid() != broker_pid) {
-		log_error("broker exited during start-up");
-		return 1;
-	}
-	return muxer_run(options, channel_fd, NULL, NULL);
+	return broker_run(options, listeners, channel_fd, muxer_pid, apply_seccomp,
+			  &context);
 }
 
 int main(int argc, char **argv)
 {
 	struct vsockmuxd_options options;
+	struct privilege_plan plan;
+	struct listener_owner owner;
 	struct broker_listeners listeners = { .vhost_user_fd = -1, .host_fd = -1 };
 	int channel[2] = { -1, -1 };
 	int exit_code = 1;
@@ -63,8 +134,16 @@ int main(int argc, char **argv)
 	log_set_level(options.log_level);
 	log_set_role("broker");
 	signal(SIGPIPE, SIG_IGN);
+	if (options.no_sandbox)
+		log_warn("*** --no-sandbox: seccomp filters and the muxer's namespaces "
+			 "are OFF; development only ***");
 
-	if (broker_open_listeners(&options, &listeners) < 0)
+	if (privileges_plan(options.user, &plan) < 0)
+		return 1;
+	owner.uid = plan.uid;
+	owner.gid = plan.gid;
+	if (broker_open_listeners(&options, plan.change_user ? &owner : NULL,
+				  &listeners) < 0)
 		return 1;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) < 0) {
 		log_error("socketpair: %s", strerror(errno));
@@ -77,12 +156,13 @@ int main(int argc, char **argv)
 	}
 	if (muxer_pid == 0) {
 		close(channel[0]);
-		exit(run_muxer(&options, &listeners, channel[1], broker_pid));
+		leave(&options, run_muxer(&options, &plan, &listeners, channel[1],
+					  broker_pid));
 	}
 	close(channel[1]);
 	channel[1] = -1;
-	exit_code = broker_run(&options, &listeners, channel[0], muxer_pid, NULL, NULL);
-	channel[0] = -1; /* broker_run closed it */
+	exit_code = run_broker(&options, &plan, &listeners, channel[0], muxer_pid);
+	channel[0] = -1; /* closed by run_broker / broker_run */
 	kill(muxer_pid, SIGTERM);
 	waitpid(muxer_pid, NULL, 0);
 out:
@@ -91,5 +171,5 @@ out:
 	if (channel[1] >= 0)
 		close(channel[1]);
 	broker_close_listeners(&options, &listeners);
-	return exit_code;
+	leave(&options, exit_code);
 }

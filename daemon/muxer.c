@@ -559,6 +559,12 @@ static const struct vhost_user_callbacks device_callbacks = {
 
 static void detach_frontend(struct muxer *muxer)
 {
+	if (!vhost_user_is_attached(&muxer->device))
+		return;
+	/* Unregister before closing: the broker may still hold its copy of
+	 * this socket for a moment, and then the registration would outlive
+	 * our close() and keep reporting the hang-up. */
+	epoll_ctl(muxer->epoll_fd, EPOLL_CTL_DEL, muxer->device.fd, NULL);
 	log_info("vhost-user frontend detached; every connection reset");
 	vhost_user_detach(&muxer->device);
 	muxer_send_vmm_detached(muxer);
@@ -608,7 +614,8 @@ static void handle_event(struct muxer *muxer, const struct epoll_event *event)
 		muxer_handle_channel(muxer);
 		break;
 	case MUXER_EVENT_VHOST_USER:
-		if (vhost_user_handle_readable(&muxer->device) < 0)
+		if (vhost_user_is_attached(&muxer->device) &&
+		    vhost_user_handle_readable(&muxer->device) < 0)
 			detach_frontend(muxer);
 		break;
 	case MUXER_EVENT_KICK_RX:

@@ -9,8 +9,10 @@
  * fails the build (exit status 1).
  * Never: loads a filter, or accepts a rule without a "# why" comment.
  *
- * Usage: policy_compile --arch ARCH --source OUT.c --header OUT.h
+ * Usage: policy_compile --arch ARCH [--source OUT.c --header OUT.h]
  *                       NAME=FILE.policy...
+ * (without --source/--header it only checks the files). ARCH is
+ * libseccomp's name of the target architecture (x86_64, aarch64, ...).
  *
  * Grammar (one rule per line; blank lines and lines starting with '#' are
  * comments):
@@ -19,9 +21,13 @@
  *   OP        := '==' | '!=' | '<' | '<=' | '>' | '>='
  *   value     := term ('|' term)* | '$PID' | '$PEER_PID'
  *   term      := decimal | 0xhex | a constant from the table below
+ *                (values from the build machine's headers)
  *   action    := '->' 'errno' '(' ERRNO_NAME ')'   (default: allow)
  * Rules for the same syscall are OR-ed; conditions of a rule are AND-ed.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* a native tool: the project's -D flags do not reach it */
+#endif
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +42,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -136,12 +143,13 @@ static const struct named_value constants[] = {
 	NAMED(TFD_CLOEXEC), NAMED(TFD_NONBLOCK), NAMED(TFD_TIMER_ABSTIME),
 	NAMED(SFD_CLOEXEC), NAMED(SFD_NONBLOCK),
 	NAMED(WNOHANG), NAMED(WUNTRACED), NAMED(__WALL),
+	NAMED(TCGETS), NAMED(FIONREAD),
 };
 
 /* errno names usable in "-> errno(NAME)". */
 static const struct named_value errno_names[] = {
 	NAMED(EPERM), NAMED(EACCES), NAMED(ENOSYS), NAMED(EAGAIN),
-	NAMED(EINVAL), NAMED(ENOENT),
+	NAMED(EINVAL), NAMED(ENOENT), NAMED(ENOTTY),
 };
 
 /* One line's tokens and where the parse stands. */
@@ -657,6 +665,13 @@ static int write_header(const char *path, const struct policy *policies, size_t 
 	return 0;
 }
 
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
 static void write_rules(FILE *file, const struct policy *policy)
 {
 	fprintf(file, "static const struct policy_rule rules_%s[] = {\n", policy->name);
@@ -682,8 +697,8 @@ static void write_rules(FILE *file, const struct policy *policy)
 	fputs("};\n\n", file);
 	fprintf(file, "const struct policy_table policy_table_%s = {\n"
 		"\t\"%s\", rules_%s, %zu, %zu,\n};\n\n",
-		policy->name, policy->path, policy->name, policy->rule_count,
-		policy->syscall_count);
+		policy->name, base_name(policy->path), policy->name,
+		policy->rule_count, policy->syscall_count);
 }
 
 static int write_source(const char *path, const char *header_name, uint32_t arch,
@@ -721,17 +736,18 @@ static int write_source(const char *path, const char *header_name, uint32_t arch
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: policy_compile --arch ARCH --source OUT.c --header OUT.h "
+	fprintf(stderr, "usage: policy_compile --arch ARCH [--source OUT.c --header OUT.h] "
 		"NAME=FILE.policy...\n");
 	return 2;
 }
 
 static bool valid_table_name(const char *name, size_t length)
 {
-	if (length == 0)
+	if (length == 0 || !islower((unsigned char)name[0]))
 		return false;
-	for (size_t i = 0; i < length; i++) {
-		if (!islower((unsigned char)name[i]) && name[i] != '_')
+	for (size_t i = 1; i < length; i++) {
+		if (!islower((unsigned char)name[i]) && !isdigit((unsigned char)name[i]) &&
+		    name[i] != '_')
 			return false;
 	}
 	return true;
@@ -780,8 +796,7 @@ int main(int argc, char **argv)
 		return 0; /* check only */
 	if (!source_path || !header_path)
 		return usage();
-	header_name = strrchr(header_path, '/');
-	header_name = header_name ? header_name + 1 : header_path;
+	header_name = base_name(header_path);
 	if (write_header(header_path, policies, policy_count) < 0 ||
 	    write_source(source_path, header_name, arch, policies, policy_count) < 0)
 		return 1;

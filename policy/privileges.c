@@ -271,7 +271,7 @@ int privileges_isolate_muxer(void)
 		log_error("muxer: the empty root is not read-only");
 		return -1;
 	}
-	log_debug("muxer: isolated: own mount, network and IPC namespaces, empty root");
+	log_info("muxer: isolated: own mount, network and IPC namespaces, empty read-only root");
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "policy_tables.h"
@@ -25,6 +26,11 @@
 
 #ifdef SANDBOX_SANITIZER
 #include <sanitizer/common_interface_defs.h>
+#include <sanitizer/lsan_interface.h>
+/* Weak: present in the ASan runtime, possibly absent with UBSan alone. */
+#pragma weak __sanitizer_sandbox_on_notify
+#pragma weak __sanitizer_symbolize_pc
+#pragma weak __lsan_do_leak_check
 #endif
 
 /* Read by the SIGSYS handler: set before the filter is loaded. */
@@ -175,9 +181,9 @@ static int condition_value(const struct policy_table *table,
 		return 0;
 	case POLICY_VALUE_PEER_PID:
 		if (peer_pid <= 0) {
-			log_error("sandbox: %s:%u (%s) needs the peer's pid: load it "
-				  "with sandbox_apply_with_peer", table->file, rule->line,
-				  rule->syscall_name);
+			log_error("sandbox: %s:%u (%s) uses $PEER_PID: load this "
+				  "policy with sandbox_apply_with_peer", table->file,
+				  rule->line, rule->syscall_name);
 			return -EINVAL;
 		}
 		*value = (scmp_datum_t)peer_pid;
@@ -235,18 +241,57 @@ static int set_attribute(scmp_filter_ctx filter, enum scmp_filter_attr attribute
 }
 
 /*
- * Sanitizer builds: let the runtimes cache what they would otherwise read
- * from /proc at report time (memory map, symbolizer state), since the
- * filter forbids opening files.
+ * Sanitizer builds only. The runtimes cache what they would read from
+ * /proc at report time (memory map, symbolizer), since the filter forbids
+ * opening files. LeakSanitizer's end-of-process check needs clone, ptrace,
+ * prctl and /proc, which no policy of ours allows: check for leaks now
+ * instead (this also cancels the check at exit). What leaks later is
+ * found by the unit tests, or by a run without the sandbox.
  */
-static void prepare_sanitizers(void)
+#ifdef SANDBOX_SANITIZER
+/*
+ * LSan stops the world with a cloned tracer and reads /proc: without a
+ * /proc (the muxer's empty root) or with RLIMIT_NPROC 0 it dies with a
+ * "fatal error" instead. Then skip it (the daemon leaves with _exit).
+ */
+static bool leak_check_possible(void)
+{
+	struct rlimit processes;
+
+	if (access("/proc/self/task", R_OK) < 0) {
+		log_debug("sandbox: no /proc: the leak check is skipped");
+		return false;
+	}
+	if (getrlimit(RLIMIT_NPROC, &processes) == 0 && processes.rlim_cur == 0 &&
+	    getuid() != 0) {
+		log_debug("sandbox: RLIMIT_NPROC 0: the leak check is skipped");
+		return false;
+	}
+	return true;
+}
+#endif
+
+void sandbox_prepare_sanitizers(void)
 {
 #ifdef SANDBOX_SANITIZER
+	static bool prepared;
 	__sanitizer_sandbox_arguments arguments;
 
+	if (prepared)
+		return;
+	prepared = true;
 	memset(&arguments, 0, sizeof(arguments));
 	arguments.coverage_fd = -1;
-	__sanitizer_sandbox_on_notify(&arguments);
+	if (__sanitizer_sandbox_on_notify)
+		__sanitizer_sandbox_on_notify(&arguments);
+	/* load our binary's debug info now: reports stay symbolized */
+	if (__sanitizer_symbolize_pc) {
+		char frame[256];
+		__sanitizer_symbolize_pc(__builtin_return_address(0), "%p %F %L",
+					 frame, sizeof(frame));
+	}
+	if (__lsan_do_leak_check && leak_check_possible())
+		__lsan_do_leak_check();
 #endif
 }
 
@@ -306,7 +351,7 @@ int sandbox_apply_with_peer(enum sandbox_role role, enum sandbox_mode mode,
 		log_warn("sandbox: debug mode: a blocked syscall is logged and the "
 			 "process exits with code %d", SANDBOX_DEBUG_EXIT_CODE);
 	}
-	prepare_sanitizers();
+	sandbox_prepare_sanitizers();
 	result = seccomp_load(filter);
 	if (result < 0) {
 		log_error("sandbox: seccomp_load: %s", strerror(-result));

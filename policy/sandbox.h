@@ -43,6 +43,15 @@ int sandbox_apply_with_peer(enum sandbox_role role, enum sandbox_mode mode,
 /* Exit code of a process that hit a blocked syscall in SANDBOX_DEBUG. */
 #define SANDBOX_DEBUG_EXIT_CODE 159
 
+/*
+ * Sanitizer builds only (a no-op otherwise), done by sandbox_apply if not
+ * called before: run LeakSanitizer's leak check now, in place of the one
+ * at exit (which needs clone and ptrace, never allowed), and cache what
+ * ASan reports need (memory map, symbols). Call it before anything that
+ * stops LSan from working, e.g. RLIMIT_NPROC 0 for a non-root user.
+ */
+void sandbox_prepare_sanitizers(void);
+
 /* Name of a syscall number of the architecture built for, or NULL. */
 const char *sandbox_syscall_name(long syscall_nr);
 

@@ -226,6 +226,24 @@ static void test_max_connections(struct sys_harness *h)
 	WAIT_FOR(h, 3000, host_listener->accepted == 1);
 }
 
+/* --no-sandbox keeps exit handlers, so LeakSanitizer checks the broker's
+ * exit after real traffic (teardown fails the test on a non-zero exit). */
+static void test_no_sandbox_clean_exit(struct sys_harness *h)
+{
+	static const char *const extra[] = { "--no-sandbox", NULL };
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	char buffer[8];
+
+	sys_start_daemon(h, extra);
+	sys_guest_new(h, NULL);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	host_write_str(c, "leak?\n");
+	sys_guest_read_exact(h, g, buffer, 6, 3000);
+	CHECK(memcmp(buffer, "leak?\n", 6) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sys_test tests[] = {
@@ -234,6 +252,7 @@ int main(int argc, char **argv)
 		{ "live_socket_not_stolen", test_live_socket_not_stolen, 30 },
 		{ "process_names", test_process_names, 30 },
 		{ "max_connections", test_max_connections, 30 },
+		{ "no_sandbox_clean_exit", test_no_sandbox_clean_exit, 30 },
 	};
 	return sys_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }
