@@ -243,6 +243,15 @@ int privileges_isolate_muxer(void)
 	}
 	/* Nothing we mount may propagate back to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+		/* EINVAL: "/" is not a mount point (we run inside a chroot).
+		 * Mounting anything could then propagate to the host, so keep
+		 * the new network and IPC namespaces and stop here. */
+		if (errno == EINVAL) {
+			log_warn("muxer: not fully isolated (root is not a mount point, "
+				 "chroot?): own network and IPC namespaces, no empty root; "
+				 "seccomp and no-new-privs apply");
+			return 1;
+		}
 		log_error("muxer: making mounts private: %s", strerror(errno));
 		return -1;
 	}

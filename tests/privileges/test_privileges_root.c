@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,7 +55,8 @@ static bool probe_namespaces(void)
 	pid_t pid = fork();
 
 	if (pid == 0)
-		_exit(unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC) == 0 ? 0 : 1);
+		_exit(unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC) == 0 &&
+		      mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 ? 0 : 1);
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)
 		return false;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -63,8 +65,8 @@ static bool probe_namespaces(void)
 static void skip_without_namespaces(void)
 {
 	if (!namespaces_available) {
-		printf("SKIP: root without the right to create namespaces "
-		       "(no CAP_SYS_ADMIN?)\n");
+		printf("SKIP: cannot isolate here: no right to create namespaces "
+		       "(no CAP_SYS_ADMIN?) or \"/\" is not a mount point (chroot)\n");
 		skip();
 	}
 }
