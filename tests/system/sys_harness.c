@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -501,6 +502,10 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (dup2(pipefd[1], STDERR_FILENO) < 0 || dup2(pipefd[1], STDOUT_FILENO) < 0)
 			_exit(126);
+		if (h->daemon_uid != 0 &&
+		    (setgroups(0, NULL) != 0 || setresgid(h->daemon_gid, h->daemon_gid, h->daemon_gid) != 0 ||
+		     setresuid(h->daemon_uid, h->daemon_uid, h->daemon_uid) != 0))
+			_exit(125);
 		/* sanitizer reports must end in a signal we can see */
 		setenv("ASAN_OPTIONS", "abort_on_error=1:halt_on_error=1", 0);
 		setenv("UBSAN_OPTIONS", "abort_on_error=1:halt_on_error=1:print_stacktrace=1", 0);

@@ -107,6 +107,9 @@ struct sys_harness {
 	/* daemon */
 	pid_t daemon_pid;
 	bool daemon_exit_expected;     /* the test ends the daemon itself */
+	uid_t daemon_uid;              /* non-zero: start the daemon as this
+					  (unprivileged) user */
+	gid_t daemon_gid;
 	bool daemon_reaped;
 	int daemon_status;
 	int daemon_log_fd;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,6 +245,36 @@ static void test_no_sandbox_clean_exit(struct sys_harness *h)
 	CHECK(memcmp(buffer, "leak?\n", 6) == 0);
 }
 
+/* Started as an ordinary user: no namespaces, no user switch, but the
+ * filters and no-new-privs still apply and everything works. */
+static void test_unprivileged_start(struct sys_harness *h)
+{
+	const struct passwd *nobody = getpwnam("nobody");
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	char line[256], buffer[8];
+	FILE *status;
+	bool seccomp = false;
+
+	CHECKF(nobody != NULL, "no user nobody");
+	h->daemon_uid = nobody->pw_uid;
+	h->daemon_gid = nobody->pw_gid;
+	CHECK(chown(h->dir, nobody->pw_uid, nobody->pw_gid) == 0);
+	sys_setup(h);
+	snprintf(line, sizeof(line), "/proc/%d/status", (int)sys_daemon_child_pid(h));
+	status = fopen(line, "r");
+	CHECK(status != NULL);
+	while (fgets(line, sizeof(line), status))
+		seccomp |= strcmp(line, "Seccomp:\t2\n") == 0;
+	fclose(status);
+	CHECKF(seccomp, "the unprivileged muxer has no seccomp filter");
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	host_write_str(c, "hello\n");
+	sys_guest_read_exact(h, g, buffer, 6, 3000);
+	CHECK(memcmp(buffer, "hello\n", 6) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sys_test tests[] = {
@@ -253,6 +284,7 @@ int main(int argc, char **argv)
 		{ "process_names", test_process_names, 30 },
 		{ "max_connections", test_max_connections, 30 },
 		{ "no_sandbox_clean_exit", test_no_sandbox_clean_exit, 30 },
+		{ "unprivileged_start", test_unprivileged_start, 30 },
 	};
 	return sys_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }
