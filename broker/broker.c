@@ -13,6 +13,7 @@
  * handing it over.
  */
 #include "broker.h"
+#include "control.h"
 #include "listener.h"
 
 #include <errno.h>
@@ -71,6 +72,7 @@ struct broker {
 	bool vhost_user_polled;  /* listener is in the epoll set */
 	bool host_polled;
 	bool channel_writable_wanted; /* EPOLLOUT on the channel */
+	struct control_server control;
 
 	/* ConnectReplies the channel had no room for, in order */
 	struct queued_reply {
@@ -88,7 +90,7 @@ static struct log_ratelimit send_ratelimit;
 
 static int epoll_add(int epoll_fd, int fd, enum broker_source source)
 {
-	struct epoll_event event = { .events = EPOLLIN, .data.u32 = source };
+	struct epoll_event event = { .events = EPOLLIN, .data.u64 = source };
 
 	return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
 }
@@ -269,7 +271,7 @@ static void set_channel_writable_interest(struct broker *broker, bool wanted)
 {
 	struct epoll_event event = {
 		.events = EPOLLIN | (wanted ? EPOLLOUT : 0),
-		.data.u32 = SOURCE_CHANNEL,
+		.data.u64 = SOURCE_CHANNEL,
 	};
 	if (broker->channel_writable_wanted == wanted)
 		return;
@@ -467,6 +469,13 @@ static int handle_connect_request(struct broker *broker,
 	return BROKER_CONTINUE;
 }
 
+static int handle_stats_reply(struct broker *broker, const IpcEnvelope *envelope)
+{
+	/* a malformed reply is logged and answered to the client as an error */
+	(void)control_handle_stats_reply(&broker->control, envelope->stats_reply);
+	return BROKER_CONTINUE;
+}
+
 /* Whether a message must, or must not, carry an fd. */
 enum ipc_fd_policy {
 	IPC_FD_FORBIDDEN,
@@ -491,6 +500,8 @@ static const struct muxer_message_handler muxer_handlers[] = {
 	  IPC_FD_FORBIDDEN, handle_vmm_detached },
 	{ VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REQUEST, "ConnectRequest",
 	  IPC_FD_FORBIDDEN, handle_connect_request },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REPLY, "StatsReply",
+	  IPC_FD_FORBIDDEN, handle_stats_reply },
 };
 
 /* Check one received message against muxer_handlers[] and run it. */
@@ -568,7 +579,19 @@ static int handle_channel(struct broker *broker, uint32_t events)
 
 static int handle_event(struct broker *broker, const struct epoll_event *event)
 {
-	switch (event->data.u32) {
+	uint32_t source = (uint32_t)event->data.u64;
+	uint32_t slot = (uint32_t)(event->data.u64 >> 32);
+
+	switch (source) {
+	case CONTROL_SOURCE_LISTENER:
+		control_handle_listener(&broker->control);
+		return BROKER_CONTINUE;
+	case CONTROL_SOURCE_CLIENT:
+		control_handle_client(&broker->control, slot, event->events);
+		return BROKER_CONTINUE;
+	case CONTROL_SOURCE_TIMER:
+		control_handle_timer(&broker->control);
+		return BROKER_CONTINUE;
 	case SOURCE_CHANNEL:
 		return handle_channel(broker, event->events);
 	case SOURCE_SIGNALS:
@@ -580,7 +603,7 @@ static int handle_event(struct broker *broker, const struct epoll_event *event)
 	case SOURCE_HOST:
 		return handle_host_listener(broker);
 	default:
-		log_error("epoll: unknown source %" PRIu32, event->data.u32);
+		log_error("epoll: unknown source %" PRIu32, source);
 		return 1;
 	}
 }
@@ -627,6 +650,9 @@ static int broker_setup(struct broker *broker)
 		log_error("epoll_ctl: %s", strerror(errno));
 		return 1;
 	}
+	if (control_server_init(&broker->control, broker->listeners->control_fd,
+				broker->epoll_fd, broker->channel_fd) < 0)
+		return 1;
 	return update_listener_polling(broker);
 }
 
@@ -680,6 +706,7 @@ int broker_run(const struct vsockmuxd_options *options,
 			result = handle_event(&broker, &events[i]);
 	}
 out:
+	control_server_destroy(&broker.control);
 	for (; broker.queued_count > 0; broker.queued_count--) {
 		int fd = broker.queued_replies[broker.queued_head].fd;
 		if (fd >= 0)

@@ -22,6 +22,7 @@ struct listener_owner {
 struct broker_listeners {
 	int vhost_user_fd;   /* listening on options->socket_path */
 	int host_fd;         /* listening on options->uds_path */
+	int control_fd;      /* listening on options->control_socket_path */
 };
 
 /*

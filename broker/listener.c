@@ -174,6 +174,7 @@ int broker_open_listeners(const struct vsockmuxd_options *options,
 
 	listeners->vhost_user_fd = -1;
 	listeners->host_fd = -1;
+	listeners->control_fd = -1;
 
 	if (options->socket_path != NULL && options->uds_path != NULL &&
 	    strcmp(options->socket_path, options->uds_path) == 0) {
@@ -187,6 +188,10 @@ int broker_open_listeners(const struct vsockmuxd_options *options,
 		goto out;
 	listeners->host_fd = open_listener("host socket", options->uds_path, owner);
 	if (listeners->host_fd < 0)
+		goto out;
+	listeners->control_fd = open_listener("control socket",
+					      options->control_socket_path, owner);
+	if (listeners->control_fd < 0)
 		goto out;
 	result = 0;
 out:
@@ -221,5 +226,10 @@ void broker_close_listeners(const struct vsockmuxd_options *options,
 		close(listeners->host_fd);
 		unlink_listener("host socket", options->uds_path);
 		listeners->host_fd = -1;
+	}
+	if (listeners->control_fd >= 0) {
+		close(listeners->control_fd);
+		unlink_listener("control socket", options->control_socket_path);
+		listeners->control_fd = -1;
 	}
 }

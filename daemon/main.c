@@ -31,6 +31,7 @@
 #include "muxer.h"
 #include "privileges.h"
 #include "sandbox.h"
+#include "vsockmux/ipc.h"
 #include "vsockmux/log.h"
 #include "vsockmux/options.h"
 
@@ -82,6 +83,7 @@ static int run_muxer(const struct vsockmuxd_options *options,
 	log_set_role("muxer");
 	close(listeners->vhost_user_fd);
 	close(listeners->host_fd);
+	close(listeners->control_fd);
 	prctl(PR_SET_NAME, "vsockmux-muxer", 0, 0, 0);
 	/* while /proc and fork still work (sanitizer builds only) */
 	if (!options->no_sandbox)
@@ -117,7 +119,8 @@ int main(int argc, char **argv)
 	struct vsockmuxd_options options;
 	struct privilege_plan plan;
 	struct listener_owner owner;
-	struct broker_listeners listeners = { .vhost_user_fd = -1, .host_fd = -1 };
+	struct broker_listeners listeners = { .vhost_user_fd = -1, .host_fd = -1,
+					      .control_fd = -1 };
 	int channel[2] = { -1, -1 };
 	int exit_code = 1;
 	pid_t broker_pid = getpid();
@@ -148,6 +151,13 @@ int main(int argc, char **argv)
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) < 0) {
 		log_error("socketpair: %s", strerror(errno));
 		goto out;
+	}
+	/* room for a StatsReply (IPC_MAX_DATAGRAM_SIZE) and a backlog of
+	 * small messages; the kernel caps it at twice net.core.wmem_max */
+	for (int end = 0; end < 2; end++) {
+		int size = 4 * IPC_MAX_DATAGRAM_SIZE;
+		if (setsockopt(channel[end], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) < 0)
+			log_warn("channel SO_SNDBUF: %s", strerror(errno));
 	}
 	muxer_pid = fork();
 	if (muxer_pid < 0) {

@@ -157,5 +157,8 @@ void muxer_handle_channel(struct muxer *muxer);
 int muxer_send_connect_request(struct muxer *muxer, uint32_t request_id,
 			       uint32_t port);
 void muxer_send_vmm_detached(struct muxer *muxer);
+/* Answer a StatsRequest with the counters (muxer_stats.c). */
+void muxer_answer_stats(struct muxer *muxer, uint32_t request_id,
+			bool include_connections);
 
 #endif

@@ -49,10 +49,18 @@ static void on_connect_reply(struct muxer *muxer, const IpcEnvelope *envelope, i
 	conn_on_broker_connect(muxer, reply->request_id, reply->error, fd);
 }
 
+static void on_stats_request(struct muxer *muxer, const IpcEnvelope *envelope, int fd)
+{
+	(void)fd;
+	muxer_answer_stats(muxer, envelope->stats_request->request_id,
+			   envelope->stats_request->include_connections);
+}
+
 static const struct ipc_route muxer_routes[] = {
 	{ VSOCKMUX__IPC__ENVELOPE__BODY_VMM_ATTACH, FD_REQUIRED, on_vmm_attach },
 	{ VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM, FD_REQUIRED, on_host_stream },
 	{ VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY, FD_IF_SUCCESS, on_connect_reply },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REQUEST, FD_FORBIDDEN, on_stats_request },
 };
 
 static const struct ipc_route *find_route(int body_case)

@@ -29,6 +29,7 @@ enum option_id {
 	OPTION_MAX_CONNECTIONS,
 	OPTION_LOG_LEVEL,
 	OPTION_USER,
+	OPTION_CONTROL_SOCKET,
 	OPTION_SANDBOX_DEBUG,
 	OPTION_NO_SANDBOX,
 	OPTION_HELP,
@@ -44,6 +45,7 @@ static const struct option long_options[] = {
 	{ "max-connections", required_argument, NULL, OPTION_MAX_CONNECTIONS },
 	{ "log-level", required_argument, NULL, OPTION_LOG_LEVEL },
 	{ "user", required_argument, NULL, OPTION_USER },
+	{ "control-socket", required_argument, NULL, OPTION_CONTROL_SOCKET },
 	{ "sandbox-debug", no_argument, NULL, OPTION_SANDBOX_DEBUG },
 	{ "no-sandbox", no_argument, NULL, OPTION_NO_SANDBOX },
 	{ "help", no_argument, NULL, OPTION_HELP },
@@ -56,7 +58,8 @@ static void print_help(void)
 	printf("Usage: vsockmuxd --guest-cid N --socket VHOST_USER_SOCKET --uds-path HOST_UDS_PATH\n"
 	       "                 [--tx-buffer-size BYTES] [--queue-size N]\n"
 	       "                 [--max-connections N] [--log-level error|warn|info|debug]\n"
-	       "                 [--user NAME] [--sandbox-debug] [--no-sandbox]\n"
+	       "                 [--control-socket PATH] [--user NAME]\n"
+	       "                 [--sandbox-debug] [--no-sandbox]\n"
 	       "\n"
 	       "vhost-user vsock backend: guest AF_VSOCK streams <-> host Unix sockets\n"
 	       "(Firecracker / cloud-hypervisor hybrid vsock).\n"
@@ -70,6 +73,7 @@ static void print_help(void)
 	       "  --queue-size N         largest virtqueue accepted, power of two (default %u)\n"
 	       "  --max-connections N    connection limit (default %u, max %u)\n"
 	       "  --log-level LEVEL      error, warn, info (default) or debug\n"
+	       "  --control-socket PATH  vsockctl's socket (default: HOST_UDS_PATH.ctl)\n"
 	       "  --user NAME            run both processes as NAME when started as root\n"
 	       "                         (default: vsockmux if it exists, else nobody)\n"
 	       "  --sandbox-debug        a forbidden syscall is logged by name, then exit\n"
@@ -131,6 +135,7 @@ static enum options_result check_required(const struct vsockmuxd_options *option
 enum options_result options_parse(int argc, char **argv,
 				  struct vsockmuxd_options *options)
 {
+	enum options_result result;
 	bool have_cid = false;
 	uint64_t value;
 	int option;
@@ -181,6 +186,11 @@ enum options_result options_parse(int argc, char **argv,
 				return usage_error("--user needs a user name");
 			options->user = optarg;
 			break;
+		case OPTION_CONTROL_SOCKET:
+			if (optarg[0] == '\0')
+				return usage_error("--control-socket needs a path");
+			options->control_socket_path = optarg;
+			break;
 		case OPTION_SANDBOX_DEBUG:
 			options->sandbox_debug = true;
 			break;
@@ -201,5 +211,18 @@ enum options_result options_parse(int argc, char **argv,
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	return check_required(options, have_cid);
+	result = check_required(options, have_cid);
+	if (result != OPTIONS_OK)
+		return result;
+	if (!options->control_socket_path) {
+		if ((size_t)snprintf(options->control_socket_default,
+				     sizeof(options->control_socket_default), "%s.ctl",
+				     options->uds_path) >= sizeof(options->control_socket_default))
+			return usage_error("%s", "--uds-path too long for the default control socket");
+		options->control_socket_path = options->control_socket_default;
+	}
+	if (strcmp(options->control_socket_path, options->uds_path) == 0 ||
+	    strcmp(options->control_socket_path, options->socket_path) == 0)
+		return usage_error("%s", "--control-socket must differ from --socket and --uds-path");
+	return OPTIONS_OK;
 }

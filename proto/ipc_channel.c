@@ -36,9 +36,16 @@
 /* Upper bound of fds one control buffer can hold, whatever its layout. */
 #define IPC_RECEIVE_MAX_FDS (IPC_RECEIVE_CONTROL_SIZE / sizeof(int))
 
+/* Size cap per body: only StatsReply may be large. */
+static size_t max_size_of(int body_case)
+{
+	return body_case == VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REPLY
+		       ? IPC_MAX_DATAGRAM_SIZE : IPC_MAX_MESSAGE_SIZE;
+}
+
 int ipc_send(int channel_fd, IpcEnvelope *envelope, int fd)
 {
-	uint8_t packed[IPC_MAX_MESSAGE_SIZE];
+	uint8_t packed[IPC_MAX_DATAGRAM_SIZE];
 	union {
 		char buffer[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
@@ -55,7 +62,7 @@ int ipc_send(int channel_fd, IpcEnvelope *envelope, int fd)
 	}
 	envelope->version = IPC_PROTOCOL_VERSION;
 	packed_size = protobuf_c_message_get_packed_size(&envelope->base);
-	if (packed_size > sizeof(packed)) {
+	if (packed_size > max_size_of(envelope->body_case)) {
 		result = -EMSGSIZE;
 		goto out;
 	}
@@ -150,6 +157,12 @@ static const ProtobufCMessage *body_message(const IpcEnvelope *envelope)
 	case VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY:
 		body = envelope->connect_reply;
 		break;
+	case VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REQUEST:
+		body = envelope->stats_request;
+		break;
+	case VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REPLY:
+		body = envelope->stats_reply;
+		break;
 	default:
 		break;
 	}
@@ -159,7 +172,7 @@ static const ProtobufCMessage *body_message(const IpcEnvelope *envelope)
 
 int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd)
 {
-	uint8_t datagram[IPC_MAX_MESSAGE_SIZE + 1];
+	uint8_t datagram[IPC_MAX_DATAGRAM_SIZE + 1];
 	union {
 		char buffer[IPC_RECEIVE_CONTROL_SIZE];
 		struct cmsghdr align;
@@ -206,8 +219,8 @@ int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd)
 	if (msg.msg_flags & MSG_CTRUNC)
 		reason = "control data truncated (too many fds?)";
 	else if ((msg.msg_flags & MSG_TRUNC) ||
-		 (size_t)length > IPC_MAX_MESSAGE_SIZE)
-		reason = "datagram larger than IPC_MAX_MESSAGE_SIZE";
+		 (size_t)length > IPC_MAX_DATAGRAM_SIZE)
+		reason = "datagram larger than IPC_MAX_DATAGRAM_SIZE";
 	if (reason != NULL) {
 		result = -EPROTO;
 		goto out;
@@ -226,6 +239,8 @@ int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd)
 	} else if (decoded->base.n_unknown_fields != 0 ||
 		   body->n_unknown_fields != 0) {
 		reason = "unknown fields";
+	} else if ((size_t)length > max_size_of(decoded->body_case)) {
+		reason = "datagram larger than IPC_MAX_MESSAGE_SIZE";
 	}
 	if (reason != NULL) {
 		result = -EPROTO;
@@ -271,6 +286,10 @@ const char *ipc_body_name(int body_case)
 		return "ConnectRequest";
 	case VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY:
 		return "ConnectReply";
+	case VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REQUEST:
+		return "StatsRequest";
+	case VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REPLY:
+		return "StatsReply";
 	default:
 		return "(unknown body)";
 	}

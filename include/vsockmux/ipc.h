@@ -16,7 +16,12 @@
 #include "ipc.pb-c.h"
 
 #define IPC_PROTOCOL_VERSION 1u
+/* Every message but StatsReply. */
 #define IPC_MAX_MESSAGE_SIZE 256u
+/* StatsReply: the connection table of a busy muxer. The channel's socket
+ * buffers are sized for it (main.c). */
+#define IPC_MAX_STATS_SIZE (192u * 1024u)
+#define IPC_MAX_DATAGRAM_SIZE (IPC_MAX_STATS_SIZE + 64u)
 
 typedef Vsockmux__Ipc__Envelope IpcEnvelope;
 

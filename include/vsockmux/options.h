@@ -23,6 +23,9 @@ struct vsockmuxd_options {
 	uint16_t queue_size;         /* largest virtqueue we accept */
 	uint32_t max_connections;
 	enum log_level log_level;
+	const char *control_socket_path; /* --control-socket, default
+					    "<uds-path>.ctl" */
+	char control_socket_default[128];
 	const char *user;            /* --user; NULL: the default user */
 	bool sandbox_debug;          /* --sandbox-debug: trap and log */
 	bool no_sandbox;             /* --no-sandbox: development only */
