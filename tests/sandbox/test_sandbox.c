@@ -304,6 +304,25 @@ static int probe_accept4(struct fixture *f)
 	return 0;
 }
 
+/* the control socket: who is the peer? */
+static int probe_peer_credentials(struct fixture *f)
+{
+	struct ucred credentials;
+	socklen_t length = sizeof(credentials);
+	CHECK_CALL(getsockopt(f->stream_pair[0], SOL_SOCKET, SO_PEERCRED,
+			      &credentials, &length));
+	return 0;
+}
+
+/* any other getsockopt is not needed, so not allowed */
+static int probe_getsockopt_other(struct fixture *f)
+{
+	int value;
+	socklen_t length = sizeof(value);
+	syscall(SYS_getsockopt, f->stream_pair[0], SOL_SOCKET, SO_SNDBUF, &value, &length);
+	return 0;
+}
+
 static int probe_unlink(struct fixture *f)
 {
 	CHECK_CALL(unlink(f->unlink_path));
@@ -823,6 +842,8 @@ static const struct probe_case probe_cases[] = {
 	FORBIDDEN(MUXER, socket_unix),
 	FORBIDDEN(MUXER, socket_inet),
 	FORBIDDEN(MUXER, socketpair),
+	FORBIDDEN(BROKER, getsockopt_other),
+	FORBIDDEN(MUXER, peer_credentials),
 	FORBIDDEN(MUXER, connect),
 	FORBIDDEN(MUXER, accept),
 	FORBIDDEN(MUXER, accept4_raw),
@@ -885,6 +906,8 @@ static const struct probe_case probe_cases[] = {
 	ALLOWED(BROKER, sendmsg_recvmsg),
 	ALLOWED(BROKER, close),
 	ALLOWED(BROKER, accept4),
+	ALLOWED(BROKER, send_recv),
+	ALLOWED(BROKER, peer_credentials),
 	ALLOWED(BROKER, unlink),
 	ALLOWED(BROKER, stop_peer),
 	ALLOWED(BROKER, kill_peer_sigkill),
