@@ -157,6 +157,26 @@ void control_server_destroy(struct control_server *server)
 	server->timer_fd = -1;
 }
 
+/* Over the client cap: one small answer, sent once, never waited for. */
+static void refuse_busy(int fd)
+{
+	Vsockmux__Control__Response response = VSOCKMUX__CONTROL__RESPONSE__INIT;
+	uint8_t frame[128];
+	size_t length;
+
+	response.version = CONTROL_PROTOCOL_VERSION;
+	response.error = "busy: too many control clients, try again";
+	length = protobuf_c_message_get_packed_size(&response.base);
+	if (length + 4 <= sizeof(frame)) {
+		frame[0] = frame[1] = 0;
+		frame[2] = (uint8_t)(length >> 8);
+		frame[3] = (uint8_t)length;
+		protobuf_c_message_pack(&response.base, frame + 4);
+		(void)send(fd, frame, length + 4, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	close(fd);
+}
+
 /* Root and the daemon's own user only. */
 static bool peer_allowed(const struct control_server *server, int fd, uid_t *uid)
 {
@@ -187,9 +207,9 @@ void control_handle_listener(struct control_server *server)
 		}
 		if (!client) {
 			log_ratelimited(&server->log_limit, LOG_LEVEL_WARN,
-					"control socket: %u clients already; closing one more",
+					"control socket: %u clients already; turning one away",
 					CONTROL_MAX_CLIENTS);
-			close(fd);
+			refuse_busy(fd);
 			continue;
 		}
 		client->fd = fd;

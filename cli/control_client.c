@@ -202,6 +202,11 @@ static enum control_status send_all(struct exchange *exchange,
 				return wait_failed(exchange, result, "sending the request");
 			continue;
 		}
+		/* The daemon may refuse (permission, too many clients) and
+		 * close before our request arrives; its answer is then
+		 * already waiting to be read. */
+		if (written < 0 && (errno == EPIPE || errno == ECONNRESET))
+			return CONTROL_OK;
 		set_error(exchange, "%s: sending the request: %s", exchange->path,
 			  written < 0 ? strerror(errno) : "short write");
 		return CONTROL_FAILED;

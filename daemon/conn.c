@@ -268,6 +268,7 @@ static void on_guest_request(struct muxer *muxer, struct conn *conn,
 	conn->peer_buf_alloc = header->buf_alloc;
 	conn->peer_fwd_cnt = header->fwd_cnt;
 	conn->connect_started_ns = monotonic_ns();
+	conn->counters.packets_from_guest = 1; /* this REQUEST */
 	conn->counters.opened_ns = conn->connect_started_ns;
 	conn->counters.last_activity_ns = conn->connect_started_ns;
 	conn->connect_request_id = (conn->generation << 20) | conn->slot;
