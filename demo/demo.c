@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sys_harness.h"
@@ -49,6 +50,31 @@ static void show_processes(const struct sys_harness *h)
 		line[length - 1] = '\0';
 	printf("daemon   pid %d (%.*s), muxer child pid %s\n", (int)h->daemon_pid,
 	       (int)strcspn(name, "\n"), name, line[0] ? line : "?");
+}
+
+/* Run vsockctl against the demo's daemon (output goes to our stdout). */
+static void run_vsockctl(struct sys_harness *h, const char *command)
+{
+	const char *vsockctl = getenv("VSOCKCTL");
+	char socket_path[160];
+	int status = 0;
+	pid_t pid;
+
+	if (!vsockctl)
+		return;
+	snprintf(socket_path, sizeof(socket_path), "%s.ctl", h->uds_path);
+	printf("\n$ vsockctl %s\n", command);
+	fflush(stdout);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		execl(vsockctl, "vsockctl", "--control-socket", socket_path, command,
+		      (char *)NULL);
+		_exit(127);
+	}
+	/* vsockctl bounds its own wait (5 s) */
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "vsockctl %s failed", command);
 }
 
 static void exchange(struct sys_harness *h, struct host_conn *host,
@@ -108,6 +134,9 @@ static void demo(struct sys_harness *h)
 	start = sys_now_ns();
 	guest_stream_source(stream, 7, DEMO_BULK_BYTES, SYS_AFTER_NOTHING);
 	host_sink(host, 7, DEMO_BULK_BYTES);
+	/* a look at the live connections while the data flows */
+	WAIT_FOR(h, 120000, host->sink.received >= DEMO_BULK_BYTES / 4);
+	run_vsockctl(h, "conns");
 	WAIT_FOR(h, 120000, host->sink.received == DEMO_BULK_BYTES);
 	printf("guest -> host  %8.1f MiB/s  (every byte checked)\n",
 	       sys_mib_per_s(DEMO_BULK_BYTES, host->sink.end_ns - start));
@@ -119,6 +148,7 @@ static void demo(struct sys_harness *h)
 	       sys_mib_per_s(DEMO_BULK_BYTES, stream->sink.end_ns - start));
 	guest_stream_remove(h, stream);
 	sys_check_guest_clean(h->vg);
+	run_vsockctl(h, "stats");
 	printf("\n== done; stopping vsockmuxd\n");
 }
 

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 [ -f build/build.ninja ] || meson setup build
 meson compile -C build
-VSOCKMUXD="$PWD/build/vsockmuxd" exec ./build/demo/vsockmux-demo
+VSOCKMUXD="$PWD/build/vsockmuxd" VSOCKCTL="$PWD/build/cli/vsockctl" exec ./build/demo/vsockmux-demo
