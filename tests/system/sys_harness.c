@@ -458,9 +458,30 @@ static void sys_describe_status(int status, char *out, size_t size)
 		snprintf(out, size, "status %#x", status);
 }
 
+void sys_copy_executable(struct sys_harness *h, const char *path, char *out,
+			 size_t out_size)
+{
+	const char *base = strrchr(path, '/');
+	char buffer[65536];
+	int in, copy;
+	ssize_t got;
+
+	CHECK((size_t)snprintf(out, out_size, "%s/%s", h->dir, base ? base + 1 : path) < out_size);
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	CHECKF(in >= 0, "%s: %s", path, strerror(errno));
+	copy = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	CHECKF(copy >= 0, "%s: %s", out, strerror(errno));
+	while ((got = read(in, buffer, sizeof(buffer))) > 0)
+		CHECK(write(copy, buffer, (size_t)got) == got);
+	CHECK(got == 0);
+	close(in);
+	CHECK(fchmod(copy, 0755) == 0 && close(copy) == 0);
+}
+
 void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 {
 	const char *exe = getenv("VSOCKMUXD");
+	char copied_exe[160];
 	const char *level = getenv("VSOCKMUX_SYSTEM_LOG_LEVEL");
 	const char *argv[32];
 	char cid[24];
@@ -472,6 +493,10 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 	CHECKF(exe && *exe, "VSOCKMUXD is not set (path of the built vsockmuxd)");
 	CHECKF(h->daemon_pid == 0, "daemon already started");
 	CHECKF(access(exe, X_OK) == 0, "%s: %s", exe, strerror(errno));
+	if (h->daemon_uid != 0) {
+		sys_copy_executable(h, exe, copied_exe, sizeof(copied_exe));
+		exe = copied_exe;
+	}
 	argv[argc++] = exe;
 	snprintf(cid, sizeof(cid), "%" PRIu64, h->guest_cid);
 	argv[argc++] = "--guest-cid";

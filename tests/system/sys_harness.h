@@ -174,6 +174,12 @@ struct vguest *sys_guest_new(struct sys_harness *h,
 			     const struct vguest_options *options);
 /* Disconnect and destroy a guest (streams on its sockets go too). */
 void sys_guest_drop(struct sys_harness *h, struct vguest *vg);
+/* A copy of executable path in the test's directory (mode 0755), for
+ * running it as another uid when the build tree is not reachable by that
+ * uid (e.g. under /root). Writes the copy's path into out. */
+void sys_copy_executable(struct sys_harness *h, const char *path, char *out,
+			 size_t out_size);
+
 /* Daemon + default guest. */
 void sys_setup(struct sys_harness *h);
 /* True while the daemon's stderr is open (some process alive). */

@@ -111,6 +111,7 @@ static void run_vsockctl_as(struct sys_harness *h, uid_t uid, const char *const 
 {
 	const char *exe = getenv("VSOCKCTL");
 	const char *argv[24] = { exe };
+	char copied_exe[160];
 	uint64_t start = sys_now_ns(), end = sys_wait_end(h, timeout_ms);
 	int out_pipe[2], err_pipe[2], pidfd;
 	bool out_open = true, err_open = true, exited = false;
@@ -120,6 +121,10 @@ static void run_vsockctl_as(struct sys_harness *h, uid_t uid, const char *const 
 	memset(run, 0, sizeof(*run));
 	CHECKF(exe && *exe, "VSOCKCTL is not set (path of the built vsockctl)");
 	CHECKF(access(exe, X_OK) == 0, "%s: %s", exe, strerror(errno));
+	if (uid != 0) {
+		sys_copy_executable(h, exe, copied_exe, sizeof(copied_exe));
+		argv[0] = exe = copied_exe;
+	}
 	for (size_t i = 0; args[i]; i++) {
 		CHECK(argc < sizeof(argv) / sizeof(argv[0]) - 1);
 		argv[argc++] = args[i];
