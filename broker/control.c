@@ -75,6 +75,15 @@ static void write_response(struct control_server *server, struct control_client 
 	close_client(server, client);
 }
 
+/* The 4-byte big-endian length in front of every message. */
+static void put_length_prefix(uint8_t *frame, size_t length)
+{
+	frame[0] = (uint8_t)(length >> 24);
+	frame[1] = (uint8_t)(length >> 16);
+	frame[2] = (uint8_t)(length >> 8);
+	frame[3] = (uint8_t)length;
+}
+
 /* Frame and start sending response (which may carry an error). */
 static void respond(struct control_server *server, uint32_t slot,
 		    Vsockmux__Control__Response *response)
@@ -97,10 +106,7 @@ static void respond(struct control_server *server, uint32_t slot,
 		close_client(server, client);
 		return;
 	}
-	client->response[0] = (uint8_t)(length >> 24);
-	client->response[1] = (uint8_t)(length >> 16);
-	client->response[2] = (uint8_t)(length >> 8);
-	client->response[3] = (uint8_t)length;
+	put_length_prefix(client->response, length);
 	protobuf_c_message_pack(&response->base, client->response + 4);
 	client->response_length = 4 + length;
 	client->response_sent = 0;
@@ -168,9 +174,7 @@ static void refuse_busy(int fd)
 	response.error = "busy: too many control clients, try again";
 	length = protobuf_c_message_get_packed_size(&response.base);
 	if (length + 4 <= sizeof(frame)) {
-		frame[0] = frame[1] = 0;
-		frame[2] = (uint8_t)(length >> 8);
-		frame[3] = (uint8_t)length;
+		put_length_prefix(frame, length);
 		protobuf_c_message_pack(&response.base, frame + 4);
 		(void)send(fd, frame, length + 4, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
