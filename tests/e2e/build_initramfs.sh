@@ -4,24 +4,45 @@
 # the static guest agent and an /init that runs the scenarios named on the
 # kernel command line ("vsockmux_e2e=mode:name:port[:kind[:arg]],...").
 #
-# Usage: build_initramfs.sh [OUT_DIR]     (default /var/cache/vsockmux-e2e)
+# Usage: build_initramfs.sh [CACHE_DIR [WORK_DIR]]
+#   CACHE_DIR holds the unpacked kernel (default /var/cache/vsockmux-e2e, or
+#   $TMPDIR/vsockmux-e2e-cache-UID if that is not writable); WORK_DIR gets the
+#   agent and initramfs (default CACHE_DIR; give one per run when runs overlap).
 # Prints (last lines, for eval):  KERNEL=... INITRD=... AGENT=... KVER=...
 # Needs: apt-get (download only), dpkg-deb, gcc with static libc, busybox-static.
+# Exit 77 (with a reason on stderr) when a prerequisite that has to be
+# installed or downloaded is missing: the caller reports the suite as skipped.
 set -eu
+missing() { echo "build_initramfs: MISSING PREREQUISITE: $*" >&2; exit 77; }
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${1:-${VSOCKMUX_E2E_CACHE:-/var/cache/vsockmux-e2e}}
-mkdir -p "$CACHE"
+mkdir -p "$CACHE" 2>/dev/null && [ -w "$CACHE" ] || {
+    CACHE=${TMPDIR:-/tmp}/vsockmux-e2e-cache-$(id -u)
+    mkdir -p "$CACHE"
+}
+for t in apt-get apt-cache dpkg-deb gcc gzip; do
+    command -v $t >/dev/null 2>&1 || missing "$t not found"
+done
+
+WORK=${2:-$CACHE}
+mkdir -p "$WORK"
+# one kernel download at a time (bounded wait)
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE/.lock"
+    flock -w 300 9 || { echo "build_initramfs: cache $CACHE locked for 300 s" >&2; exit 1; }
+fi
 
 # --- kernel -----------------------------------------------------------------
 # linux-image-amd64 is a metapackage; its one dependency is the real image.
 if [ ! -f "$CACHE/kernel.stamp" ]; then
     KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-    [ -n "$KPKG" ] || { echo "build_initramfs: cannot resolve linux-image-amd64" >&2; exit 1; }
+    [ -n "$KPKG" ] || missing "cannot resolve linux-image-amd64 to a kernel package (apt-get update?)"
     rm -rf "$CACHE/kernel" "$CACHE"/linux-image-*.deb
     mkdir -p "$CACHE/kernel"
-    if ! (cd "$CACHE" && apt-get download "$KPKG" >/dev/null 2>&1); then
-        echo "build_initramfs: apt-get download $KPKG failed" >&2; exit 1
+    if ! (cd "$CACHE" && apt-get download "$KPKG" >"$CACHE/download.log" 2>&1); then
+        tail -n 5 "$CACHE/download.log" >&2
+        missing "apt-get download $KPKG failed (no network / no apt sources?)"
     fi
     dpkg-deb -x "$CACHE"/"$KPKG"_*.deb "$CACHE/kernel"
     echo "$KPKG $(dpkg-deb -f "$CACHE"/"$KPKG"_*.deb Version)" > "$CACHE/kernel.stamp"
@@ -40,19 +61,22 @@ MODS="drivers/virtio/virtio_ring drivers/virtio/virtio
       net/vmw_vsock/vmw_vsock_virtio_transport"
 
 # --- tree -------------------------------------------------------------------
-ROOT="$CACHE/initramfs.root"
+ROOT="$WORK/initramfs.root"
 rm -rf "$ROOT"
 mkdir -p "$ROOT/bin" "$ROOT/dev" "$ROOT/proc" "$ROOT/sys" "$ROOT/tmp" "$ROOT/lib/modules"
 
 BUSYBOX=$(command -v busybox || true)
 if [ -z "$BUSYBOX" ] || ! ldd "$BUSYBOX" 2>&1 | grep -q 'not a dynamic'; then
-    echo "build_initramfs: need busybox-static (static /bin/busybox)" >&2; exit 1
+    missing "need busybox-static (a static busybox on PATH; apt-get install busybox-static)"
 fi
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 ln -s busybox "$ROOT/bin/sh"
 
-gcc -std=gnu11 -O2 -Wall -Wextra -static -o "$CACHE/guest_agent" "$HERE/guest_agent.c"
-cp "$CACHE/guest_agent" "$ROOT/bin/guest_agent"
+echo 'int main(void){return 0;}' > "$WORK/static-probe.c"
+gcc -static -o "$WORK/static-probe" "$WORK/static-probe.c" 2>/dev/null ||
+    missing "gcc cannot link static binaries (libc6-dev static libc)"
+gcc -std=gnu11 -O2 -Wall -Wextra -static -o "$WORK/guest_agent" "$HERE/guest_agent.c"
+cp "$WORK/guest_agent" "$ROOT/bin/guest_agent"
 
 : > "$ROOT/lib/modules/order"
 for m in $MODS; do
@@ -114,7 +138,7 @@ poweroff -f
 EOF
 chmod 755 "$ROOT/init"
 
-INITRD="$CACHE/initramfs.cpio.gz"
+INITRD="$WORK/initramfs.cpio.gz"
 CPIO="cpio"
 command -v cpio >/dev/null 2>&1 || CPIO="$ROOT/bin/busybox cpio"
 (cd "$ROOT" && find . | $CPIO -o -H newc -R 0:0 2>/dev/null | gzip -1 > "$INITRD")
@@ -123,5 +147,5 @@ echo "KVER=$KVER"
 echo "KPKG='$(cat "$CACHE/kernel.stamp")'"
 echo "KERNEL=$KERNEL"
 echo "INITRD=$INITRD"
-echo "AGENT=$CACHE/guest_agent"
+echo "AGENT=$WORK/guest_agent"
 echo "MODULES='$(tr '\n' ' ' < "$ROOT/lib/modules/order")'"

@@ -19,11 +19,22 @@
  *   connect NAME PORT KIND [MIB]    connect to CID 2 PORT
  *   refused NAME PORT MAXMS         connect must fail with ECONNRESET /
  *                                   ECONNREFUSED within MAXMS milliseconds
+ *   seqpacket NAME PORT MAXMS       SOCK_SEQPACKET without the feature:
+ *                                   socket() ok, connect ESOCKTNOSUPPORT
+ *   connect-multi NAME PORT N       N concurrent "multi" connections
+ *   duplex-multi NAME LPORT N G2HNAME CPORT
+ *                                   accept N on LPORT and, once the first is
+ *                                   in, open N to CPORT; a barrier holds all
+ *                                   2N until every one is connected
+ *                                   (result line "multi-barrier")
  * Host modes (Unix sockets, vsockmuxd hybrid protocol):
  *   host-connect NAME UDS PORT KIND [MIB]   "CONNECT PORT\n", expect "OK n\n"
- *   host-listen NAME PATH KIND [MIB]        listen on PATH (<uds>_PORT)
+ *   host-listen NAME PATH KIND [MIB]        listen on PATH (<uds>_PORT), made
+ *                                           0666 (the daemon drops to nobody)
  *   host-refused NAME UDS PORT MAXMS        CONNECT to a port nobody listens
  *                                           on: socket closed, no "OK"
+ *   host-connect-multi NAME UDS PORT N      N concurrent CONNECTs ("multi")
+ *   host-listen-multi NAME PATH N           accept N ("multi")
  * KIND:
  *   echo   initiator "PING <name>\n" -> acceptor "PONG <name>\n", then a
  *          69,999-byte pattern guest->host then host->guest, then the
@@ -32,6 +43,13 @@
  *          MiB/s reported by the receiving side of each phase.
  *   echo and bulk both end with the initiator closing and the acceptor
  *   checking for EOF.
+ *   half   initiator sends 69,999 bytes and shutdown(SHUT_WR)s; acceptor
+ *          must see them then EOF, replies 69,999 bytes and SHUT_WRs; the
+ *          initiator must get the whole reply after its own SHUT_WR, then EOF.
+ *   multi  one of N: "PING name#i" / "PONG name#i", then 64 KiB + 77*i bytes
+ *          each way with seeds tweaked by i (set per child process).
+ *   hold   guest: PING/PONG, print E2E-READY, stay connected (the harness
+ *          SIGKILLs QEMU); host: the connection must then end (EOF/reset).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,6 +63,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/vm_sockets.h>
@@ -60,6 +79,9 @@
 #define SEED_H2G        0xc0deu
 
 static int is_guest;            /* which side we are: for phase roles */
+static uint32_t seed_xor;       /* per-connection seed tweak (multi) */
+static int bar_ready = -1;      /* duplex-multi barrier: write 1 byte when connected */
+static int bar_go = -1;         /* ... then wait until this pipe reaches EOF */
 
 static void out(const char *fmt, ...)
 {
@@ -270,7 +292,7 @@ static int phase(int fd, int g2h, uint64_t bytes, const char *name,
                  int report, char *detail, size_t dcap)
 {
     int sending = g2h ? is_guest : !is_guest;
-    uint32_t seed = g2h ? SEED_G2H : SEED_H2G;
+    uint32_t seed = (g2h ? SEED_G2H : SEED_H2G) ^ seed_xor;
     double secs = 0;
     if (sending) {
         if (send_pattern(fd, bytes, seed, &secs) < 0) {
@@ -334,6 +356,124 @@ static int run_kind(int fd, const char *name, const char *kind, int mib,
         if (phase(fd, 0, ECHO_BLOB, name, 0, detail, dcap) < 0)
             return -1;
         snprintf(detail, dcap, "PING/PONG + %d bytes each way ok", ECHO_BLOB);
+    } else if (!strcmp(kind, "multi")) {
+        /* one of N concurrent connections; index carried in the PING line */
+        char line[256];
+        unsigned idx = 0;
+        if (initiator) {
+            idx = seed_xor;
+            snprintf(line, sizeof line, "PING %s#%u\n", name, idx);
+            if (write_all(fd, line, strlen(line)) < 0 || read_line(fd, line, sizeof line) < 0) {
+                snprintf(detail, dcap, "PING/PONG: %s", strerror(errno));
+                return -1;
+            }
+            char want[256];
+            snprintf(want, sizeof want, "PONG %s#%u", name, idx);
+            if (strcmp(line, want)) {
+                snprintf(detail, dcap, "got '%s' want '%s'", line, want);
+                return -1;
+            }
+        } else {
+            char pre[256];
+            snprintf(pre, sizeof pre, "PING %s#", name);
+            if (read_line(fd, line, sizeof line) < 0 || strncmp(line, pre, strlen(pre))) {
+                snprintf(detail, dcap, "bad PING '%s' (%s)", line, strerror(errno));
+                return -1;
+            }
+            idx = (unsigned)strtoul(line + strlen(pre), NULL, 10);
+            seed_xor = idx;
+            snprintf(line, sizeof line, "PONG %s#%u\n", name, idx);
+            if (write_all(fd, line, strlen(line)) < 0) {
+                snprintf(detail, dcap, "send PONG: %s", strerror(errno));
+                return -1;
+            }
+        }
+        if (bar_ready >= 0) {
+            /* every connection of both directions is up before any data moves */
+            char c = 1;
+            struct pollfd p = { .fd = bar_go, .events = POLLIN };
+            if (write(bar_ready, &c, 1) != 1 || poll(&p, 1, 60000) <= 0) {
+                snprintf(detail, dcap, "#%u: barrier not released within 60 s", idx);
+                return -1;
+            }
+        }
+        size_t blob = 65536 + 77 * idx;
+        if (phase(fd, 1, blob, name, 0, detail, dcap) < 0)
+            return -1;
+        if (phase(fd, 0, blob, name, 0, detail, dcap) < 0)
+            return -1;
+        snprintf(detail, dcap, "#%u: %zu bytes each way ok", idx, blob);
+    } else if (!strcmp(kind, "half")) {
+        /* initiator sends, shuts down its sending side, then must still get
+         * the acceptor's whole reply and then EOF */
+        int first_g2h = initiator ? is_guest : !is_guest;
+        if (phase(fd, first_g2h, ECHO_BLOB, name, 0, detail, dcap) < 0)
+            return -1;
+        if (initiator) {
+            if (shutdown(fd, SHUT_WR) < 0) {
+                snprintf(detail, dcap, "shutdown(SHUT_WR): %s", strerror(errno));
+                return -1;
+            }
+        } else if (expect_eof(fd, detail, dcap) < 0) {
+            char tmp[200];
+            snprintf(tmp, sizeof tmp, "after peer's SHUT_WR: %s", detail);
+            snprintf(detail, dcap, "%s", tmp);
+            return -1;
+        }
+        if (phase(fd, !first_g2h, ECHO_BLOB, name, 0, detail, dcap) < 0)
+            return -1;
+        if (!initiator) {
+            if (shutdown(fd, SHUT_WR) < 0) {
+                snprintf(detail, dcap, "shutdown(SHUT_WR) reply side: %s", strerror(errno));
+                return -1;
+            }
+            snprintf(detail, dcap, "EOF seen, then %d-byte reply sent after peer's SHUT_WR",
+                     ECHO_BLOB);
+        } else {
+            if (expect_eof(fd, detail, dcap) < 0)
+                return -1;
+            snprintf(detail, dcap, "SHUT_WR after %d bytes, %d-byte reply + EOF received",
+                     ECHO_BLOB, ECHO_BLOB);
+        }
+        return 0;
+    } else if (!strcmp(kind, "hold")) {
+        /* initiator (guest): PING/PONG then stay connected until killed.
+         * acceptor (host): PONG, then the connection must end (EOF/reset)
+         * once the guest's VMM is SIGKILLed. */
+        char line[256];
+        if (initiator) {
+            snprintf(line, sizeof line, "PING %s\n", name);
+            if (write_all(fd, line, strlen(line)) < 0 || read_line(fd, line, sizeof line) < 0) {
+                snprintf(detail, dcap, "PING/PONG: %s", strerror(errno));
+                return -1;
+            }
+            out("E2E-READY %s", name);
+            struct pollfd p = { .fd = fd, .events = POLLIN };
+            poll(&p, 1, ACCEPT_TIMEOUT_MS);
+            snprintf(detail, dcap, "still alive: VMM was not killed");
+            return -1;
+        }
+        if (read_line(fd, line, sizeof line) < 0) {
+            snprintf(detail, dcap, "read PING: %s", strerror(errno));
+            return -1;
+        }
+        snprintf(line, sizeof line, "PONG %s\n", name);
+        if (write_all(fd, line, strlen(line)) < 0) {
+            snprintf(detail, dcap, "send PONG: %s", strerror(errno));
+            return -1;
+        }
+        out("E2E-READY %s", name);
+        double t = now_s();
+        char c;
+        ssize_t r = read_some(fd, &c, 1);
+        if (r > 0 || (r < 0 && errno != ECONNRESET)) {
+            snprintf(detail, dcap, "expected EOF/reset after VMM kill, got %s",
+                     r > 0 ? "data" : strerror(errno));
+            return -1;
+        }
+        snprintf(detail, dcap, "host side ended with %s %.0f ms after PONG",
+                 r == 0 ? "EOF" : "ECONNRESET", (now_s() - t) * 1000);
+        return 0;
     } else if (!strcmp(kind, "bulk")) {
         uint64_t bytes = (uint64_t)mib << 20;
         if (phase(fd, 1, bytes, name, 1, detail, dcap) < 0)
@@ -374,6 +514,105 @@ static int accept_one(int lfd, char *detail, size_t dcap)
     return fd;
 }
 
+/* ---- N concurrent connections ----
+ * dial(i, detail) returns a connected fd for initiator child i; for the
+ * acceptor side the parent accepts N connections first.  Each connection
+ * runs in its own child; the parent prints the one result line. */
+typedef int (*dial_fn)(unsigned i, const char *arg, unsigned port, char *detail, size_t dcap);
+
+static int child_run(int fd, const char *name, int initiator)
+{
+    char detail[400] = "";
+    int rc = run_kind(fd, name, "multi", 0, initiator, detail, sizeof detail);
+    if (rc < 0)
+        out("E2E-INFO %s#%u FAIL %s", name, seed_xor, detail);
+    close(fd);
+    _exit(rc < 0 ? 1 : 0);
+}
+
+#define MAXCONN 256
+
+static int reap(const char *name, const pid_t *pids, int nchild, int nfail0, double t0,
+                const char *what)
+{
+    int fails = nfail0;
+    for (int k = 0; k < nchild; k++) {
+        int st;
+        if (waitpid(pids[k], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            fails++;
+    }
+    char detail[200];
+    snprintf(detail, sizeof detail, "%d/%d %s connections content ok", nchild + nfail0 - fails,
+             nchild + nfail0, what);
+    return result(name, fails ? -1 : 0, detail, t0);
+}
+
+static int multi_initiate(const char *name, unsigned n, dial_fn dial, const char *arg,
+                          unsigned port, const char *what)
+{
+    double t0 = now_s();
+    pid_t pids[MAXCONN];
+    int started = 0, failed = 0;
+    if (n > MAXCONN)
+        n = MAXCONN;
+    for (unsigned i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            char detail[400] = "";
+            seed_xor = i;
+            int fd = dial(i, arg, port, detail, sizeof detail);
+            if (fd < 0) {
+                out("E2E-INFO %s#%u FAIL %s", name, i, detail);
+                _exit(1);
+            }
+            child_run(fd, name, 1);
+        }
+        if (pid < 0)
+            failed++;
+        else
+            pids[started++] = pid;
+    }
+    return reap(name, pids, started, failed, t0, what);
+}
+
+/* after_first: called once the first connection is accepted (so both
+ * directions provably overlap); returns a pid to reap separately or -1 */
+static int multi_accept(const char *name, int lfd, unsigned n, const char *what,
+                        pid_t (*after_first)(void), pid_t *extra)
+{
+    double t0 = 0;
+    pid_t pids[MAXCONN];
+    int started = 0, failed = 0;
+    if (n > MAXCONN)
+        n = MAXCONN;
+    for (unsigned i = 0; i < n; i++) {
+        char detail[400] = "";
+        int fd = accept_one(lfd, detail, sizeof detail);
+        if (i == 0) {
+            t0 = now_s();
+            if (after_first)
+                *extra = after_first();
+        }
+        if (fd < 0) {
+            out("E2E-INFO %s accept %u/%u FAIL %s", name, i + 1, n, detail);
+            failed += (int)(n - i);
+            break;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(lfd);
+            child_run(fd, name, 0);
+        }
+        close(fd);
+        if (pid < 0)
+            failed++;
+        else
+            pids[started++] = pid;
+    }
+    close(lfd);
+    return reap(name, pids, started, failed, t0 ? t0 : now_s(), what);
+}
+
 /* ---- guest (AF_VSOCK) ---- */
 
 static int vsock_connect(unsigned port, int *err, double *ms)
@@ -393,6 +632,100 @@ static int vsock_connect(unsigned port, int *err, double *ms)
         return -1;
     }
     return fd;
+}
+
+static int guest_dial(unsigned i, const char *arg, unsigned port, char *detail, size_t dcap)
+{
+    (void)i; (void)arg;
+    int err = 0;
+    double ms;
+    int fd = vsock_connect(port, &err, &ms);
+    if (fd < 0)
+        snprintf(detail, dcap, "vsock connect to 2:%u: %s after %.1f ms", port, strerror(err), ms);
+    return fd;
+}
+
+static const char *ename(int e)
+{
+    const char *n = strerrorname_np(e);
+    return n ? n : strerror(e);
+}
+
+/* SOCK_SEQPACKET without VIRTIO_VSOCK_F_SEQPACKET negotiated: Linux 6.1
+ * creates the socket (the transport is picked at connect time) and connect()
+ * fails with ESOCKTNOSUPPORT because virtio's seqpacket_allow() is false. */
+static int guest_seqpacket(const char *name, unsigned port, int maxms)
+{
+    char detail[400];
+    double t0 = now_s();
+    int fd = socket(AF_VSOCK, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(detail, sizeof detail, "socket(AF_VSOCK, SOCK_SEQPACKET) failed: %s (expected to succeed on 6.1)",
+                 ename(errno));
+        return result(name, -1, detail, t0);
+    }
+    struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = 2, .svm_port = port };
+    double c0 = now_s();
+    int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    int err = errno;
+    double ms = (now_s() - c0) * 1000;
+    close(fd);
+    if (r == 0) {
+        snprintf(detail, sizeof detail, "seqpacket connect to 2:%u succeeded: seqpacket was negotiated", port);
+        return result(name, -1, detail, t0);
+    }
+    int ok = err == ESOCKTNOSUPPORT && ms <= maxms;
+    snprintf(detail, sizeof detail, "socket ok, connect failed with %s after %.1f ms (want ESOCKTNOSUPPORT < %d ms)",
+             ename(err), ms, maxms);
+    return result(name, ok ? 0 : -1, detail, t0);
+}
+
+static unsigned dup_n, dup_port;
+static const char *dup_name;
+
+static pid_t start_g2h(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(multi_initiate(dup_name, dup_n, guest_dial, NULL, dup_port, "guest->host"));
+    return pid;
+}
+
+/* barrier coordinator for duplex-multi: releases everyone (closes the go
+ * pipe) once `total` connections reported in, or after 60 s */
+static pid_t start_barrier(const char *name, unsigned total)
+{
+    int r[2], g[2];
+    if (pipe(r) < 0 || pipe(g) < 0)
+        return -1;
+    double t0 = now_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(r[1]);
+        close(g[0]);
+        unsigned got = 0;
+        char buf[256];
+        while (got < total) {
+            int left = 60000 - (int)((now_s() - t0) * 1000);
+            struct pollfd p = { .fd = r[0], .events = POLLIN };
+            if (left <= 0 || poll(&p, 1, left) <= 0)
+                break;
+            ssize_t n = read(r[0], buf, sizeof buf);
+            if (n <= 0)
+                break;
+            got += (unsigned)n;
+        }
+        char detail[200];
+        snprintf(detail, sizeof detail,
+                 "%u/%u connections (both directions) established and open at once", got, total);
+        close(g[1]);
+        _exit(result(name, got == total ? 0 : -1, detail, t0));
+    }
+    close(r[0]);
+    close(g[1]);
+    bar_ready = r[1];
+    bar_go = g[0];
+    return pid;
 }
 
 static int guest_main(int argc, char **argv)
@@ -417,6 +750,41 @@ static int guest_main(int argc, char **argv)
         snprintf(detail, sizeof detail, "connect failed with %s after %.1f ms (limit %d ms)",
                  strerrorname_np(err) ? strerrorname_np(err) : strerror(err), ms, maxms);
         return result(name, ok ? 0 : -1, detail, t0);
+    }
+
+    if (!strcmp(mode, "seqpacket"))
+        return guest_seqpacket(name, port, argc > 4 ? atoi(argv[4]) : 500);
+    if (!strcmp(mode, "connect-multi"))
+        return multi_initiate(name, argc > 4 ? (unsigned)atoi(argv[4]) : 32, guest_dial, NULL,
+                              port, "guest->host");
+    if (!strcmp(mode, "duplex-multi")) {
+        /* duplex-multi NAME LPORT N G2HNAME CPORT: accept N host->guest
+         * connections on LPORT; once the first is in, also open N
+         * guest->host connections to CPORT; all run at once */
+        if (argc < 7) {
+            snprintf(detail, sizeof detail, "usage: duplex-multi NAME LPORT N G2HNAME CPORT");
+            return result(name, -1, detail, t0);
+        }
+        dup_n = (unsigned)atoi(argv[4]);
+        dup_name = argv[5];
+        dup_port = (unsigned)strtoul(argv[6], NULL, 10);
+        int lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
+                                  .svm_port = port };
+        if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 128) < 0) {
+            snprintf(detail, sizeof detail, "vsock listen on %u: %s", port, strerror(errno));
+            return result(name, -1, detail, t0);
+        }
+        pid_t bar = start_barrier("multi-barrier", 2 * dup_n);
+        out("E2E-READY %s", name);
+        pid_t extra = -1;
+        int rc1 = multi_accept(name, lfd, dup_n, "host->guest", start_g2h, &extra);
+        int rc2 = 1, rc3 = 1, st;
+        if (extra > 0 && waitpid(extra, &st, 0) == extra && WIFEXITED(st))
+            rc2 = WEXITSTATUS(st);
+        if (bar > 0 && waitpid(bar, &st, 0) == bar && WIFEXITED(st))
+            rc3 = WEXITSTATUS(st);
+        return rc1 || rc2 || rc3;
     }
 
     const char *kind = argc > 4 ? argv[4] : "echo";
@@ -469,6 +837,50 @@ static int unix_connect(const char *path)
     return fd;
 }
 
+/* hybrid-vsock CONNECT; returns the fd after a valid "OK n" line */
+static int host_dial(unsigned i, const char *path, unsigned port, char *detail, size_t dcap)
+{
+    (void)i;
+    char line[128];
+    double t0 = now_s();
+    int fd = unix_connect(path);
+    if (fd < 0) {
+        snprintf(detail, dcap, "connect %s: %s", path, strerror(errno));
+        return -1;
+    }
+    snprintf(line, sizeof line, "CONNECT %u\n", port);
+    if (write_all(fd, line, strlen(line)) < 0) {
+        snprintf(detail, dcap, "send CONNECT: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    unsigned long hp = 0;
+    if (read_line(fd, line, sizeof line) < 0 || sscanf(line, "OK %lu", &hp) != 1 ||
+        hp < (1ul << 30) || hp >= (1ul << 31)) {
+        snprintf(detail, dcap, "no valid OK line: %s after %.1f ms (got '%s')",
+                 errno == ENODATA ? "EOF" : strerror(errno), (now_s() - t0) * 1000, line);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int host_listen_sock(const char *path, int backlog, char *detail, size_t dcap)
+{
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    unlink(path);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, backlog) < 0 ||
+        chmod(path, 0666) < 0) {   /* the daemon runs as an unprivileged user */
+        snprintf(detail, dcap, "listen %s: %s", path, strerror(errno));
+        if (lfd >= 0)
+            close(lfd);
+        return -1;
+    }
+    return lfd;
+}
+
 static int host_main(int argc, char **argv)
 {
     is_guest = 0;
@@ -477,6 +889,22 @@ static int host_main(int argc, char **argv)
     double t0 = now_s();
     int fd, rc;
 
+    if (!strcmp(mode, "host-connect-multi")) {
+        if (argc < 5)
+            return 2;
+        return multi_initiate(name, argc > 5 ? (unsigned)atoi(argv[5]) : 32, host_dial, path,
+                              (unsigned)strtoul(argv[4], NULL, 10), "host->guest");
+    }
+    if (!strcmp(mode, "host-listen-multi")) {
+        int lfd = host_listen_sock(path, 128, detail, sizeof detail);
+        if (lfd < 0)
+            return result(name, -1, detail, t0);
+        out("E2E-READY %s", name);
+        int rc2 = multi_accept(name, lfd, argc > 4 ? (unsigned)atoi(argv[4]) : 32, "guest->host",
+                               NULL, NULL);
+        unlink(path);
+        return rc2;
+    }
     if (!strcmp(mode, "host-connect") || !strcmp(mode, "host-refused")) {
         char line[128];
         if (argc < 5) {
@@ -522,14 +950,9 @@ static int host_main(int argc, char **argv)
     } else if (!strcmp(mode, "host-listen")) {
         const char *kind = argc > 4 ? argv[4] : "echo";
         int mib = argc > 5 ? atoi(argv[5]) : 0;
-        int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-        unlink(path);
-        if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 64) < 0) {
-            snprintf(detail, sizeof detail, "listen %s: %s", path, strerror(errno));
+        int lfd = host_listen_sock(path, 64, detail, sizeof detail);
+        if (lfd < 0)
             return result(name, -1, detail, t0);
-        }
         out("E2E-READY %s", name);
         fd = accept_one(lfd, detail, sizeof detail);
         close(lfd);
@@ -550,7 +973,7 @@ int main(int argc, char **argv)
 {
     if (argc < 4) {
         fprintf(stderr,
-                "usage: %s listen|connect NAME PORT [echo|bulk MIB]\n"
+                "usage: %s listen|connect NAME PORT [echo|bulk MIB|half|hold]\n"
                 "       %s refused NAME PORT MAXMS\n"
                 "       %s host-connect NAME UDS PORT [echo|bulk MIB]\n"
                 "       %s host-listen NAME PATH [echo|bulk MIB]\n"
