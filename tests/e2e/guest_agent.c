@@ -3,7 +3,7 @@
  * guest_agent.c - the e2e test peer, built static (gcc -static).
  *
  * Owns: both ends of the real-guest scenarios.  Inside the guest (started by
- * the initramfs /init) it speaks AF_VSOCK; on the host (run by run_smoke.sh)
+ * the initramfs /init) it speaks AF_VSOCK; on the host (run by run_e2e.sh)
  * the same binary speaks the hybrid-vsock Unix-socket protocol, so both sides
  * share one pattern generator and one set of checks.
  *
@@ -41,6 +41,9 @@
  *          initiator closes and the acceptor must see EOF.
  *   bulk   MIB MiB guest->host, then MIB MiB host->guest, content-checked,
  *          MiB/s reported by the receiving side of each phase.
+ *   chat   (demo.sh) one human-readable line each way: the initiator says
+ *          hello, the acceptor answers quoting what it read; each side
+ *          prints "E2E-CHAT <name> <side> sent|received: <line>".
  *   echo and bulk both end with the initiator closing and the acceptor
  *   checking for EOF.
  *   half   initiator sends 69,999 bytes and shutdown(SHUT_WR)s; acceptor
@@ -63,6 +66,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -436,6 +440,39 @@ static int run_kind(int fd, const char *name, const char *kind, int mib,
                      ECHO_BLOB, ECHO_BLOB);
         }
         return 0;
+    } else if (!strcmp(kind, "chat")) {
+        /* demo.sh: one readable line each way, printed by both ends */
+        const char *me = is_guest ? "guest" : "host";
+        char line[256], got[256];
+        struct utsname u;
+        if (uname(&u) < 0)
+            snprintf(u.release, sizeof u.release, "?");
+        if (initiator) {
+            snprintf(line, sizeof line, "hello from the %s program (pid %d, Linux %s)",
+                     me, (int)getpid(), u.release);
+            out("E2E-CHAT %s %s sent: %s", name, me, line);
+            strcat(line, "\n");
+            if (write_all(fd, line, strlen(line)) < 0 || read_line(fd, got, sizeof got) < 0) {
+                snprintf(detail, dcap, "chat: %s", strerror(errno));
+                return -1;
+            }
+            out("E2E-CHAT %s %s received: %s", name, me, got);
+        } else {
+            if (read_line(fd, got, sizeof got) < 0) {
+                snprintf(detail, dcap, "chat read: %s", strerror(errno));
+                return -1;
+            }
+            out("E2E-CHAT %s %s received: %s", name, me, got);
+            snprintf(line, sizeof line, "the %s program (pid %d, Linux %s) read your %zu-byte line",
+                     me, (int)getpid(), u.release, strlen(got) + 1);
+            out("E2E-CHAT %s %s sent: %s", name, me, line);
+            strcat(line, "\n");
+            if (write_all(fd, line, strlen(line)) < 0) {
+                snprintf(detail, dcap, "chat reply: %s", strerror(errno));
+                return -1;
+            }
+        }
+        snprintf(detail, dcap, "one line each way");
     } else if (!strcmp(kind, "hold")) {
         /* initiator (guest): PING/PONG then stay connected until killed.
          * acceptor (host): PONG, then the connection must end (EOF/reset)
