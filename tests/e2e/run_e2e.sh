@@ -29,6 +29,8 @@ BULK=${E2E_BULK_MIB:-16}
 CONNS=${E2E_CONNS:-32}
 GUEST_CID=3
 QEMU=${QEMU:-qemu-system-x86_64}
+# wait_file, start_qemu, cleanup, e2e_pick_accel, e2e_build_guest, ...
+. "$HERE/lib.sh"
 
 skip() {
     {
@@ -43,17 +45,14 @@ skip() {
 die() { echo "run_e2e: FAIL: $*"; exit 1; }
 
 [ -x "$DAEMON" ] || die "no daemon binary $DAEMON"
-command -v "$QEMU" >/dev/null || skip "$QEMU not installed (Debian package qemu-system-x86)"
-"$QEMU" -device help 2>/dev/null | grep -q '"vhost-user-vsock-pci"' ||
-    skip "$QEMU has no vhost-user-vsock-pci device"
+e2e_qemu_ok || skip "$E2E_WHY"
 
 DIR=$(mktemp -d /tmp/vsockmux-e2e.XXXXXX)
 # vsockmuxd started as root runs as an unprivileged user: it must be able to
 # reach the host listeners (<uds>_P, made 0666 by the agent) in this dir.
 chmod 0711 "$DIR"
 
-BI_OUT=$("$HERE/build_initramfs.sh" "${VSOCKMUX_E2E_CACHE:-/var/cache/vsockmux-e2e}" "$DIR/initramfs" 2>"$DIR/build_initramfs.err")
-BI_RC=$?
+e2e_build_guest
 if [ $BI_RC -eq 77 ]; then
     reason=$(grep 'MISSING PREREQUISITE' "$DIR/build_initramfs.err" | tail -n1)
     cat "$DIR/build_initramfs.err" >&2
@@ -63,7 +62,6 @@ elif [ $BI_RC -ne 0 ]; then
     cat "$DIR/build_initramfs.err"
     die "initramfs build failed (exit $BI_RC); logs in $DIR"
 fi
-eval "$(echo "$BI_OUT" | grep -E '^[A-Z]+=')"
 
 SERIAL1=$DIR/serial1.log
 SERIAL2=$DIR/serial2.log
@@ -71,27 +69,10 @@ DLOG=$DIR/daemon.log
 HOSTRES=$DIR/host-results.log
 : > "$HOSTRES"
 PIDS=""
-cleanup() {
-    for p in $PIDS; do kill "$p" 2>/dev/null; done
-    sleep 0.2
-    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-}
 trap cleanup EXIT
 
 # --- accelerator ------------------------------------------------------------
-ACCEL=${E2E_ACCEL:-}
-if [ -z "$ACCEL" ]; then
-    ACCEL=tcg
-    # /dev/kvm can exist in a VM without nested virtualization (no vmx/svm
-    # flag); KVM then creates a VM that never runs a single instruction.
-    if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo &&
-       printf 'quit\n' | timeout 15 "$QEMU" -machine none,accel=kvm -nodefaults \
-            -display none -monitor stdio >/dev/null 2>&1; then
-        ACCEL=kvm
-    fi
-fi
-CPU=max
-[ "$ACCEL" = kvm ] && CPU=host
+e2e_pick_accel
 
 echo "run_e2e: dir=$DIR accel=$ACCEL kernel=$KPKG daemon=$DAEMON"
 
@@ -101,38 +82,6 @@ host_bg() {   # LOGNAME ARGS...
     timeout 400 "$AGENT" "$@" > "$log" 2>&1 &
     PIDS="$PIDS $!"
 }
-# wait_file FILE REGEX SECONDS [PID]: bounded poll for a marker; stop early
-# (one last look) once PID has exited
-wait_file() {
-    local n=0 lim=$(( $3 * 10 ))
-    while [ $n -lt $lim ]; do
-        grep -aqE "$2" "$1" 2>/dev/null && return 0
-        if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then
-            grep -aqE "$2" "$1" 2>/dev/null; return
-        fi
-        sleep 0.1; n=$((n+1))
-    done
-    return 1
-}
-now() { date +%s.%N; }
-elapsed() { python3 -c "print('%.2f' % ($2 - $1))" 2>/dev/null || echo "?"; }
-
-start_qemu() {   # SERIAL SCENARIOS
-    # not under timeout(1): QPID must be QEMU itself so SIGKILL hits it;
-    # every wait on it below is bounded and cleanup kills it
-    "$QEMU" \
-        -machine q35,accel=$ACCEL,memory-backend=mem -cpu $CPU -smp 2 -m 512 \
-        -object memory-backend-memfd,id=mem,size=512M,share=on \
-        -chardev socket,id=c0,path="$DIR/vhost.sock" \
-        -device vhost-user-vsock-pci,chardev=c0,seqpacket=auto \
-        -kernel "$KERNEL" -initrd "$INITRD" \
-        -append "console=ttyS0 panic=-1 rdinit=/init loglevel=4 vsockmux_e2e=$2" \
-        -nodefaults -display none -monitor none -serial file:"$1" -no-reboot \
-        >> "$DIR/qemu.log" 2>&1 < /dev/null &
-    QPID=$!
-    PIDS="$PIDS $QPID"
-}
-
 # --- scenarios, boot 1 ---------------------------------------------------------
 # guest side, in order (mode:name:port[:args])
 SCEN="listen:h2g-echo:5000:echo"
