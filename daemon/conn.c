@@ -42,6 +42,15 @@ static void conn_log_open(const struct conn *conn)
  * lifecycle
  */
 
+/* Both handshakes done: count it and say so. */
+static void conn_opened(struct muxer *muxer, const struct conn *conn)
+{
+	muxer->stats.connections_total[conn->initiator]++;
+	if (muxer->table.in_use > muxer->stats.connections_peak)
+		muxer->stats.connections_peak = muxer->table.in_use;
+	conn_log_open(conn);
+}
+
 void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
 {
 	if (conn->state == CONN_ESTABLISHED || conn->state == CONN_HOST_REQUESTED ||
@@ -313,10 +322,7 @@ static void on_guest_response(struct muxer *muxer, struct conn *conn,
 		conn_reset(muxer, conn, "host client gone before OK");
 		return;
 	}
-	muxer->stats.connections_total[CONN_FROM_HOST]++;
-	if (muxer->table.in_use > muxer->stats.connections_peak)
-		muxer->stats.connections_peak = muxer->table.in_use;
-	conn_log_open(conn);
+	conn_opened(muxer, conn);
 	/* Bytes the client sent after its CONNECT line are waiting unread,
 	 * and an edge-triggered epoll will not report them again. */
 	conn->host_readable = true;
@@ -654,10 +660,7 @@ void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 		conn_reset(muxer, conn, "epoll registration failed");
 		return;
 	}
-	muxer->stats.connections_total[CONN_FROM_GUEST]++;
-	if (muxer->table.in_use > muxer->stats.connections_peak)
-		muxer->stats.connections_peak = muxer->table.in_use;
-	conn_log_open(conn);
+	conn_opened(muxer, conn);
 	queue_pending(muxer, conn, CONN_PENDING_RESPONSE);
 }
 
