@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +39,14 @@ static void open_pair(struct sys_harness *h, struct vguest_sock *listener,
 	sys_open_host_initiated(h, h->vg, listener, 52, c, g);
 }
 
-static void bench_guest_to_host(struct sys_harness *h)
+/* One bulk transfer over one host-initiated connection, either way. */
+static void bench_one_direction(struct sys_harness *h, bool to_host)
 {
 	const uint64_t size = bench_size();
 	struct vguest_sock *listener, *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
+	const struct sys_sink *sink;
 	uint64_t start;
 	double cpu;
 
@@ -53,39 +56,31 @@ static void bench_guest_to_host(struct sys_harness *h)
 	gs = guest_stream_add(h, g);
 	cpu = sys_daemon_cpu_ms(h);
 	start = sys_now_ns();
-	guest_stream_source(gs, 1, size, SYS_AFTER_NOTHING);
-	host_sink(c, 1, size);
-	WAIT_FOR(h, 500000, c->sink.received == size);
-	printf("BENCH guest->host %" PRIu64 " MiB: %.1f MiB/s (daemon CPU %.0f ms)\n",
-	       size / MIB, sys_mib_per_s(size, c->sink.end_ns - start),
-	       sys_daemon_cpu_ms(h) - cpu);
+	if (to_host) {
+		guest_stream_source(gs, 1, size, SYS_AFTER_NOTHING);
+		host_sink(c, 1, size);
+		sink = &c->sink;
+	} else {
+		host_source(c, 2, size, SYS_AFTER_NOTHING);
+		guest_stream_sink(gs, 2, size);
+		sink = &gs->sink;
+	}
+	WAIT_FOR(h, 500000, sink->received == size);
+	printf("BENCH %s %" PRIu64 " MiB: %.1f MiB/s (daemon CPU %.0f ms)\n",
+	       to_host ? "guest->host" : "host->guest", size / MIB,
+	       sys_mib_per_s(size, sink->end_ns - start), sys_daemon_cpu_ms(h) - cpu);
 	sys_print_guest_stats(h->vg);
 	guest_stream_remove(h, gs);
 }
 
+static void bench_guest_to_host(struct sys_harness *h)
+{
+	bench_one_direction(h, true);
+}
+
 static void bench_host_to_guest(struct sys_harness *h)
 {
-	const uint64_t size = bench_size();
-	struct vguest_sock *listener, *g;
-	struct host_conn *c;
-	struct guest_stream *gs;
-	uint64_t start;
-	double cpu;
-
-	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	open_pair(h, listener, &c, &g);
-	gs = guest_stream_add(h, g);
-	cpu = sys_daemon_cpu_ms(h);
-	start = sys_now_ns();
-	host_source(c, 2, size, SYS_AFTER_NOTHING);
-	guest_stream_sink(gs, 2, size);
-	WAIT_FOR(h, 500000, gs->sink.received == size);
-	printf("BENCH host->guest %" PRIu64 " MiB: %.1f MiB/s (daemon CPU %.0f ms)\n",
-	       size / MIB, sys_mib_per_s(size, gs->sink.end_ns - start),
-	       sys_daemon_cpu_ms(h) - cpu);
-	sys_print_guest_stats(h->vg);
-	guest_stream_remove(h, gs);
+	bench_one_direction(h, false);
 }
 
 /* Sequential host-initiated open + guest close, for CONNECT_RUN_NS. */
