@@ -1652,3 +1652,121 @@ int sys_main(int argc, char **argv, const struct sys_test *tests, size_t count)
 	free(selected);
 	return failed ? 1 : 0;
 }
+
+/* ---- daemon counters and memory ------------------------------------------ */
+
+#define SYS_CONTROL_VERSION 1u
+#define SYS_STATS_TIMEOUT_MS 5000
+
+/* Read exactly len bytes from fd, pumping the harness meanwhile. false on
+ * EOF before the first byte. */
+static bool stats_read(struct sys_harness *h, int fd, uint8_t *target,
+		       size_t len, uint64_t end)
+{
+	size_t got = 0;
+	while (got < len) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t count;
+		int wait_ms = sys_ms_until(end);
+
+		CHECKF(wait_ms > 0, "no stats answer within %d ms", SYS_STATS_TIMEOUT_MS);
+		if (poll(&pfd, 1, wait_ms < 10 ? wait_ms : 10) <= 0) {
+			sys_pump(h, 0);
+			continue;
+		}
+		count = recv(fd, target + got, len - got, MSG_DONTWAIT);
+		if (count < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (count <= 0) {
+			CHECKF(got == 0, "stats answer cut short");
+			return false;
+		}
+		got += (size_t)count;
+	}
+	return true;
+}
+
+Vsockmux__Control__Response *sys_query_stats(struct sys_harness *h,
+					     bool include_connections)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	Vsockmux__Control__Request request = VSOCKMUX__CONTROL__REQUEST__INIT;
+	Vsockmux__Control__Response *response;
+	uint64_t end = sys_wait_end(h, SYS_STATS_TIMEOUT_MS);
+	uint8_t frame[64], *body;
+	size_t length, need;
+	int fd;
+
+	CHECK((size_t)snprintf(address.sun_path, sizeof(address.sun_path), "%s.ctl",
+			       h->uds_path) < sizeof(address.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	CHECKF(connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0,
+	       "connect %s: %s", address.sun_path, strerror(errno));
+	request.version = SYS_CONTROL_VERSION;
+	request.include_connections = include_connections;
+	length = vsockmux__control__request__get_packed_size(&request);
+	CHECK(length + 4 <= sizeof(frame));
+	frame[0] = frame[1] = 0;
+	frame[2] = (uint8_t)(length >> 8);
+	frame[3] = (uint8_t)length;
+	vsockmux__control__request__pack(&request, frame + 4);
+	CHECKF(send(fd, frame, length + 4, MSG_NOSIGNAL) == (ssize_t)(length + 4),
+	       "sending the stats request: %s", strerror(errno));
+	CHECKF(stats_read(h, fd, frame, 4, end), "daemon closed the control "
+	       "connection without an answer");
+	need = ((size_t)frame[0] << 24) | ((size_t)frame[1] << 16) |
+	       ((size_t)frame[2] << 8) | frame[3];
+	CHECKF(need > 0 && need <= 4u * 1024u * 1024u, "stats length %zu", need);
+	body = malloc(need);
+	CHECK(body);
+	CHECK(stats_read(h, fd, body, need, end));
+	close(fd);
+	response = vsockmux__control__response__unpack(NULL, need, body);
+	free(body);
+	CHECKF(response, "undecodable control response");
+	CHECKF(response->error == NULL || response->error[0] == '\0',
+	       "control error: %s", response->error);
+	CHECKF(response->stats, "control response without stats");
+	return response;
+}
+
+void sys_stats_free(Vsockmux__Control__Response *response)
+{
+	vsockmux__control__response__free_unpacked(response, NULL);
+}
+
+uint64_t sys_stats_dropped(const Vsockmux__Control__Stats *stats, const char *reason)
+{
+	for (size_t i = 0; i < stats->n_dropped; i++) {
+		if (strcmp(stats->dropped[i]->key, reason) == 0)
+			return stats->dropped[i]->value;
+	}
+	FAIL("stats have no drop reason \"%s\"", reason);
+}
+
+uint64_t sys_stats_dropped_now(struct sys_harness *h, const char *reason)
+{
+	Vsockmux__Control__Response *response = sys_query_stats(h, false);
+	uint64_t value = sys_stats_dropped(response->stats, reason);
+	sys_stats_free(response);
+	return value;
+}
+
+long sys_process_rss_kib(pid_t pid)
+{
+	char path[64], line[128];
+	long rss = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "VmRSS: %ld kB", &rss) == 1)
+			break;
+	}
+	fclose(f);
+	return rss;
+}

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "control.pb-c.h"
 #include "vguest.h"
 
 #define SYS_MAX_GUESTS 4
@@ -283,5 +284,20 @@ size_t pattern_check(uint32_t seed, uint64_t offset, const uint8_t *buffer,
 		     size_t len);
 
 double sys_mib_per_s(uint64_t bytes, uint64_t ns);
+
+/* ---- daemon counters and memory ---- */
+/* Ask the running daemon for its stats over its control socket
+ * (<uds-path>.ctl) as root, pumping the harness while waiting. Fails the
+ * test if there is no answer. Free with sys_stats_free; the stats are
+ * response->stats. */
+Vsockmux__Control__Response *sys_query_stats(struct sys_harness *h,
+					     bool include_connections);
+void sys_stats_free(Vsockmux__Control__Response *response);
+/* stats->dropped[reason]; fails the test if the reason is not reported. */
+uint64_t sys_stats_dropped(const Vsockmux__Control__Stats *stats, const char *reason);
+/* One query, one reason. */
+uint64_t sys_stats_dropped_now(struct sys_harness *h, const char *reason);
+/* VmRSS of a process in KiB, or -1. The muxer is sys_daemon_child_pid(h). */
+long sys_process_rss_kib(pid_t pid);
 
 #endif
