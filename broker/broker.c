@@ -57,7 +57,12 @@ enum broker_source {
 	SOURCE_RESUME_TIMER,
 	SOURCE_VHOST_USER,
 	SOURCE_HOST,
+	SOURCE_END_TIMER,
 };
+
+/* After the channel closes, how long to wait for the muxer's exit status
+ * so that the log says how it ended (a signal, an exit code). */
+#define MUXER_END_WAIT_NS 1000000000L
 
 struct broker {
 	const struct vsockmuxd_options *options;
@@ -67,8 +72,12 @@ struct broker {
 	int epoll_fd;
 	int signal_fd;
 	int resume_timer_fd;
+	int end_timer_fd;        /* armed when the channel closed */
 	bool vmm_attached;       /* VmmAttach sent, no VmmDetached yet */
 	bool accept_paused;      /* accept4 ran out of resources */
+	bool host_paused_by_muxer; /* HostAcceptControl: at its handshake cap */
+	int pending_host_fd;     /* accepted client the full channel could not
+				    take yet; host accepts wait for it */
 	bool vhost_user_polled;  /* listener is in the epoll set */
 	bool host_polled;
 	bool channel_writable_wanted; /* EPOLLOUT on the channel */
@@ -124,7 +133,10 @@ out:
 static int update_listener_polling(struct broker *broker)
 {
 	bool want_vhost_user = !broker->vmm_attached && !broker->accept_paused;
-	bool want_host = !broker->accept_paused;
+	/* Clients not accepted wait in the listen backlog, as the kernel
+	 * intends; an accepted one is never closed without a word. */
+	bool want_host = !broker->accept_paused && !broker->host_paused_by_muxer &&
+			 broker->pending_host_fd < 0;
 
 	if (set_polled(broker, broker->listeners->vhost_user_fd,
 		       SOURCE_VHOST_USER, &broker->vhost_user_polled,
@@ -296,6 +308,37 @@ static int send_connect_reply(struct broker *broker, uint32_t request_id,
 	return ipc_send(broker->channel_fd, &answer, fd);
 }
 
+static int send_host_stream(struct broker *broker, int fd)
+{
+	Vsockmux__Ipc__HostStream stream = VSOCKMUX__IPC__HOST_STREAM__INIT;
+	IpcEnvelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
+
+	envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM;
+	envelope.host_stream = &stream;
+	return ipc_send(broker->channel_fd, &envelope, fd);
+}
+
+/* Hand the waiting host client over if the channel has room now.
+ * Returns true when nothing waits any more. */
+static bool flush_pending_host(struct broker *broker)
+{
+	int result;
+
+	if (broker->pending_host_fd < 0)
+		return true;
+	result = send_host_stream(broker, broker->pending_host_fd);
+	if (result == -EAGAIN)
+		return false;
+	if (result < 0)
+		log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+				"cannot hand a host client to the muxer: %s; closing it",
+				strerror(-result));
+	close(broker->pending_host_fd);
+	broker->pending_host_fd = -1;
+	(void)update_listener_polling(broker);
+	return true;
+}
+
 /* Send queued replies in order while the channel takes them. */
 static void flush_queued_replies(struct broker *broker)
 {
@@ -314,7 +357,8 @@ static void flush_queued_replies(struct broker *broker)
 		broker->queued_head = (broker->queued_head + 1) % MAX_QUEUED_REPLIES;
 		broker->queued_count--;
 	}
-	set_channel_writable_interest(broker, broker->queued_count > 0);
+	set_channel_writable_interest(broker, broker->queued_count > 0 ||
+				      !flush_pending_host(broker));
 }
 
 /* Reply now, or queue the reply (keeping fd open) until the channel has
@@ -373,14 +417,15 @@ static int handle_vhost_user_listener(struct broker *broker)
 	return update_listener_polling(broker);
 }
 
-/* Hand every waiting host client to the muxer, which reads its CONNECT. */
+/* Hand every waiting host client to the muxer, which reads its CONNECT.
+ * When the channel is full the client just accepted waits for room, and
+ * accepting stops until it is handed over. */
 static int handle_host_listener(struct broker *broker)
 {
 	int result = BROKER_CONTINUE;
 
 	for (int i = 0; i < MAX_ACCEPTS_PER_WAKEUP && broker->host_polled; i++) {
-		Vsockmux__Ipc__HostStream stream = VSOCKMUX__IPC__HOST_STREAM__INIT;
-		IpcEnvelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
+		int sent;
 		int fd = accept4(broker->listeners->host_fd, NULL, NULL,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -388,9 +433,18 @@ static int handle_host_listener(struct broker *broker)
 			result = handle_accept_error(broker, "host socket", errno);
 			break;
 		}
-		envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM;
-		envelope.host_stream = &stream;
-		send_to_muxer(broker, &envelope, fd);
+		sent = send_host_stream(broker, fd);
+		if (sent == -EAGAIN) {
+			broker->pending_host_fd = fd;
+			set_channel_writable_interest(broker, true);
+			result = update_listener_polling(broker);
+			break;
+		}
+		if (sent < 0)
+			log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+					"cannot hand a host client to the muxer: %s; "
+					"closing it", strerror(-sent));
+		close(fd);
 	}
 	return result;
 }
@@ -469,6 +523,19 @@ static int handle_connect_request(struct broker *broker,
 	return BROKER_CONTINUE;
 }
 
+static int handle_host_accept_control(struct broker *broker,
+				      const IpcEnvelope *envelope)
+{
+	bool paused = envelope->host_accept_control->paused;
+
+	if (paused != broker->host_paused_by_muxer)
+		log_info("%s host clients: the muxer %s", paused ? "pausing" : "resuming",
+			 paused ? "has too many CONNECT lines in progress"
+				: "has room again");
+	broker->host_paused_by_muxer = paused;
+	return update_listener_polling(broker);
+}
+
 static int handle_stats_reply(struct broker *broker, const IpcEnvelope *envelope)
 {
 	/* a malformed reply is logged and answered to the client as an error */
@@ -502,6 +569,8 @@ static const struct muxer_message_handler muxer_handlers[] = {
 	  IPC_FD_FORBIDDEN, handle_connect_request },
 	{ VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REPLY, "StatsReply",
 	  IPC_FD_FORBIDDEN, handle_stats_reply },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_HOST_ACCEPT_CONTROL, "HostAcceptControl",
+	  IPC_FD_FORBIDDEN, handle_host_accept_control },
 };
 
 /* Check one received message against muxer_handlers[] and run it. */
@@ -539,6 +608,38 @@ out:
 	return result;
 }
 
+/*
+ * The muxer closed the channel: it is exiting or dead. Report how it ended
+ * as soon as SIGCHLD says (check_muxer logs a signal or an exit code);
+ * if it has not ended within MUXER_END_WAIT_NS, say what we know.
+ */
+static int channel_closed(struct broker *broker)
+{
+	struct itimerspec wait = { .it_value.tv_nsec = MUXER_END_WAIT_NS % 1000000000L,
+				   .it_value.tv_sec = MUXER_END_WAIT_NS / 1000000000L };
+	int result = check_muxer(broker);
+
+	if (result != BROKER_CONTINUE)
+		return result;
+	if (epoll_ctl(broker->epoll_fd, EPOLL_CTL_DEL, broker->channel_fd, NULL) < 0 ||
+	    timerfd_settime(broker->end_timer_fd, 0, &wait, NULL) < 0) {
+		log_error("muxer closed the channel; stopping");
+		return 1;
+	}
+	return BROKER_CONTINUE;
+}
+
+static int handle_end_timer(struct broker *broker)
+{
+	int result = check_muxer(broker);
+
+	if (result != BROKER_CONTINUE)
+		return result;
+	log_error("muxer (pid %d) closed the channel and has not exited; stopping",
+		  (int)broker->muxer_pid);
+	return 1;
+}
+
 static int handle_channel(struct broker *broker, uint32_t events)
 {
 	int result = BROKER_CONTINUE;
@@ -555,11 +656,7 @@ static int handle_channel(struct broker *broker, uint32_t events)
 		if (received == -EAGAIN && !(events & (EPOLLHUP | EPOLLERR)))
 			break;
 		if (received == 0 || received == -EAGAIN) {
-			/* Report how it ended if the process is already gone. */
-			result = check_muxer(broker);
-			if (result == BROKER_CONTINUE)
-				log_error("muxer closed the channel; stopping");
-			result = 1;
+			result = channel_closed(broker);
 			break;
 		}
 		if (received < 0) {
@@ -602,6 +699,8 @@ static int handle_event(struct broker *broker, const struct epoll_event *event)
 		return handle_vhost_user_listener(broker);
 	case SOURCE_HOST:
 		return handle_host_listener(broker);
+	case SOURCE_END_TIMER:
+		return handle_end_timer(broker);
 	default:
 		log_error("epoll: unknown source %" PRIu32, source);
 		return 1;
@@ -638,6 +737,12 @@ static int broker_setup(struct broker *broker)
 		log_error("timerfd_create: %s", strerror(errno));
 		return 1;
 	}
+	broker->end_timer_fd = timerfd_create(CLOCK_MONOTONIC,
+					      TFD_NONBLOCK | TFD_CLOEXEC);
+	if (broker->end_timer_fd < 0) {
+		log_error("timerfd_create: %s", strerror(errno));
+		return 1;
+	}
 	broker->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (broker->epoll_fd < 0) {
 		log_error("epoll_create1: %s", strerror(errno));
@@ -646,7 +751,8 @@ static int broker_setup(struct broker *broker)
 	if (epoll_add(broker->epoll_fd, broker->channel_fd, SOURCE_CHANNEL) < 0 ||
 	    epoll_add(broker->epoll_fd, broker->signal_fd, SOURCE_SIGNALS) < 0 ||
 	    epoll_add(broker->epoll_fd, broker->resume_timer_fd,
-		      SOURCE_RESUME_TIMER) < 0) {
+		      SOURCE_RESUME_TIMER) < 0 ||
+	    epoll_add(broker->epoll_fd, broker->end_timer_fd, SOURCE_END_TIMER) < 0) {
 		log_error("epoll_ctl: %s", strerror(errno));
 		return 1;
 	}
@@ -668,6 +774,8 @@ int broker_run(const struct vsockmuxd_options *options,
 		.epoll_fd = -1,
 		.signal_fd = -1,
 		.resume_timer_fd = -1,
+		.end_timer_fd = -1,
+		.pending_host_fd = -1,
 	};
 	struct epoll_event events[MAX_EPOLL_EVENTS];
 	int result = 1;
@@ -719,6 +827,10 @@ out:
 		close(broker.signal_fd);
 	if (broker.resume_timer_fd >= 0)
 		close(broker.resume_timer_fd);
+	if (broker.end_timer_fd >= 0)
+		close(broker.end_timer_fd);
+	if (broker.pending_host_fd >= 0)
+		close(broker.pending_host_fd);
 	if (channel_fd >= 0)
 		close(channel_fd);
 	return result;

@@ -125,6 +125,13 @@ static json_object *stats_object(struct json_builder *builder,
 	add_u64(builder, object, "refused_limit", stats->refused_limit);
 	add_u64(builder, object, "refused_bad_connect_line", stats->refused_bad_connect_line);
 	add_u64(builder, object, "refused_handshake_timeout", stats->refused_handshake_timeout);
+	add_u64(builder, object, "refused_handshake_limit", stats->refused_handshake_limit);
+	add_u64(builder, object, "handshakes_current", stats->handshakes_current);
+	add_u64(builder, object, "host_accept_pauses", stats->host_accept_pauses);
+	add_u64(builder, object, "tx_buffered_bytes", stats->tx_buffered_bytes);
+	add_u64(builder, object, "tx_window_bytes", stats->tx_window_bytes);
+	add_u64(builder, object, "tx_buffer_budget", stats->tx_buffer_budget);
+	add_u64(builder, object, "windows_limited", stats->windows_limited);
 	add_u64(builder, object, "rst_sent", stats->rst_sent);
 	add_u64(builder, object, "rst_received", stats->rst_received);
 	add_u64(builder, object, "bytes_to_host", stats->bytes_to_host);

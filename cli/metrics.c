@@ -75,6 +75,7 @@ static void global_metrics(FILE *out, const ControlStats *stats)
 		{ "limit", stats->refused_limit },
 		{ "bad_connect_line", stats->refused_bad_connect_line },
 		{ "handshake_timeout", stats->refused_handshake_timeout },
+		{ "handshake_limit", stats->refused_handshake_limit },
 	};
 	size_t index;
 	unsigned kind, bit;
@@ -149,6 +150,25 @@ static void global_metrics(FILE *out, const ControlStats *stats)
 	simple_family(out, "vsockmux_waits_for_rx_buffers_total", "counter",
 		      "Times the data path waited for guest RX buffers.",
 		      stats->waits_for_rx_buffers);
+
+	simple_family(out, "vsockmux_host_handshakes", "gauge",
+		      "Host clients still sending their CONNECT line.",
+		      stats->handshakes_current);
+	simple_family(out, "vsockmux_host_accept_pauses_total", "counter",
+		      "Times accepting host clients paused at --max-host-handshakes.",
+		      stats->host_accept_pauses);
+	simple_family(out, "vsockmux_tx_buffered_bytes", "gauge",
+		      "Guest-to-host bytes held for slow host readers.",
+		      stats->tx_buffered_bytes);
+	simple_family(out, "vsockmux_tx_window_bytes", "gauge",
+		      "Guest-to-host credit offered to all connections together.",
+		      stats->tx_window_bytes);
+	simple_family(out, "vsockmux_tx_buffer_budget_bytes", "gauge",
+		      "The --tx-buffer-budget that credit must fit in.",
+		      stats->tx_buffer_budget);
+	simple_family(out, "vsockmux_windows_limited_total", "counter",
+		      "Credit offers below --tx-buffer-size under memory pressure.",
+		      stats->windows_limited);
 
 	family(out, "vsockmux_broker_connect_duration_seconds", "summary",
 	       "Time the broker took to connect host sockets.");

@@ -284,6 +284,15 @@ int render_stats(FILE *out, const ControlStats *stats)
 	failed |= add_count(&table, "  limit", stats->refused_limit);
 	failed |= add_count(&table, "  bad_connect_line", stats->refused_bad_connect_line);
 	failed |= add_count(&table, "  handshake_timeout", stats->refused_handshake_timeout);
+	failed |= add_count(&table, "  handshake_limit", stats->refused_handshake_limit);
+	failed |= add_heading(&table, "host handshakes");
+	failed |= add_count(&table, "  in progress", stats->handshakes_current);
+	failed |= add_count(&table, "  accept pauses", stats->host_accept_pauses);
+	failed |= add_heading(&table, "guest-to-host memory");
+	failed |= add_bytes(&table, "  buffered", stats->tx_buffered_bytes);
+	failed |= add_bytes(&table, "  credit offered", stats->tx_window_bytes);
+	failed |= add_bytes(&table, "  budget", stats->tx_buffer_budget);
+	failed |= add_count(&table, "  windows limited", stats->windows_limited);
 	failed |= add_heading(&table, "rst");
 	failed |= add_count(&table, "  sent", stats->rst_sent);
 	failed |= add_count(&table, "  received", stats->rst_received);

@@ -56,6 +56,10 @@ uint64_t monotonic_ns(void)
 
 static void log_vmessage(enum log_level level, uint32_t suppressed,
 			 const char *format, va_list args)
+	__attribute__((format(printf, 3, 0)));
+
+static void log_vmessage(enum log_level level, uint32_t suppressed,
+			 const char *format, va_list args)
 {
 	char line[512];
 	int used = snprintf(line, sizeof(line), "vsockmuxd[%s] %s: ",
@@ -94,7 +98,7 @@ void log_ratelimited(struct log_ratelimit *limit, enum log_level level,
 		limit->window_start_ns = now;
 		limit->printed = 0;
 	}
-	if (limit->printed >= LOG_RATELIMIT_BURST) {
+	if (limit->printed >= (limit->burst ? limit->burst : LOG_RATELIMIT_BURST)) {
 		limit->suppressed++;
 		return;
 	}

@@ -32,10 +32,77 @@ static const char *initiator_name(const struct conn *conn)
 	return conn->initiator == CONN_FROM_HOST ? "host" : "guest";
 }
 
-static void conn_log_open(const struct conn *conn)
+static void conn_log_open(struct muxer *muxer, const struct conn *conn)
 {
-	log_info("conn open: local %" PRIu32 " peer %" PRIu32 " from %s",
-		 conn->local_port, conn->peer_port, initiator_name(conn));
+	log_ratelimited(&muxer->audit_log, LOG_LEVEL_INFO,
+			"conn open: local %" PRIu32 " peer %" PRIu32 " from %s",
+			conn->local_port, conn->peer_port, initiator_name(conn));
+}
+
+/* ------------------------------------------------------------------------
+ * credit windows: how much guest->host data a connection may hold
+ */
+
+uint32_t conn_grant_window(struct muxer *muxer, struct conn *conn)
+{
+	uint64_t target = muxer->options->tx_buffer_size;
+	uint64_t budget = muxer->options->tx_buffer_budget;
+	uint64_t available, grown;
+
+	if (conn->window >= target)
+		return conn->window;
+	available = budget > muxer->windows_reserved ?
+		    budget - muxer->windows_reserved : 0;
+	grown = conn->window + available;
+	if (grown < CONN_WINDOW_FLOOR)
+		grown = CONN_WINDOW_FLOOR;
+	if (grown > target)
+		grown = target;
+	if (grown < target)
+		muxer->stats.windows_limited++;
+	muxer->windows_reserved += grown - conn->window;
+	conn->window = (uint32_t)grown;
+	return conn->window;
+}
+
+static void conn_release_window(struct muxer *muxer, struct conn *conn)
+{
+	muxer->windows_reserved -= conn->window;
+	conn->window = 0;
+}
+
+/* A window below its target could grow now: tell the guest. */
+static bool conn_window_can_grow(const struct muxer *muxer, const struct conn *conn)
+{
+	uint32_t target = muxer->options->tx_buffer_size;
+	return conn->window < target &&
+	       muxer->options->tx_buffer_budget >= muxer->windows_reserved + target / 4;
+}
+
+/* ------------------------------------------------------------------------
+ * host clients still sending their CONNECT line: their own cap
+ */
+
+static void handshake_started(struct muxer *muxer)
+{
+	muxer->handshakes_in_progress++;
+	if (!muxer->host_accept_paused &&
+	    muxer->handshakes_in_progress >= muxer->options->max_host_handshakes) {
+		muxer->stats.host_accept_pauses++;
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
+				"%" PRIu32 " host clients are still sending their "
+				"CONNECT line (--max-host-handshakes); new ones wait "
+				"in the listen backlog", muxer->handshakes_in_progress);
+		muxer_send_host_accept_control(muxer, true);
+	}
+}
+
+static void handshake_finished(struct muxer *muxer)
+{
+	muxer->handshakes_in_progress--;
+	if (muxer->host_accept_paused &&
+	    muxer->handshakes_in_progress < muxer->options->max_host_handshakes / 2 + 1)
+		muxer_send_host_accept_control(muxer, false);
 }
 
 /* ------------------------------------------------------------------------
@@ -48,22 +115,26 @@ static void conn_opened(struct muxer *muxer, const struct conn *conn)
 	muxer->stats.connections_total[conn->initiator]++;
 	if (muxer->table.in_use > muxer->stats.connections_peak)
 		muxer->stats.connections_peak = muxer->table.in_use;
-	conn_log_open(conn);
+	conn_log_open(muxer, conn);
 }
 
 void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
 {
 	if (conn->state == CONN_ESTABLISHED || conn->state == CONN_HOST_REQUESTED ||
 	    conn->state == CONN_GUEST_CONNECTING) {
-		log_info("conn close: local %" PRIu32 " peer %" PRIu32
-			 " from %s, %" PRIu64 " bytes to host, %" PRIu64
-			 " bytes to guest: %s",
-			 conn->local_port, conn->peer_port, initiator_name(conn),
-			 conn->counters.bytes_to_host,
-			 conn->counters.bytes_to_guest, reason);
+		log_ratelimited(&muxer->audit_log, LOG_LEVEL_INFO,
+				"conn close: local %" PRIu32 " peer %" PRIu32
+				" from %s, %" PRIu64 " bytes to host, %" PRIu64
+				" bytes to guest: %s",
+				conn->local_port, conn->peer_port, initiator_name(conn),
+				conn->counters.bytes_to_host,
+				conn->counters.bytes_to_guest, reason);
 	} else {
 		log_debug("conn slot %" PRIu32 " freed: %s", conn->slot, reason);
 	}
+	if (conn->state == CONN_HOST_HANDSHAKE)
+		handshake_finished(muxer);
+	conn_release_window(muxer, conn);
 	deadline_cancel(&muxer->deadlines, &conn->deadline);
 	muxer_rx_dequeue(muxer, conn);
 	conn_table_remove(&muxer->table, conn);
@@ -117,8 +188,6 @@ static void queue_pending(struct muxer *muxer, struct conn *conn,
  */
 void conn_after_progress(struct muxer *muxer, struct conn *conn)
 {
-	uint32_t buf_alloc = muxer->options->tx_buffer_size;
-
 	if (conn->state != CONN_ESTABLISHED)
 		return;
 	if (tx_ring_used(&conn->ring) > 0)
@@ -138,7 +207,9 @@ void conn_after_progress(struct muxer *muxer, struct conn *conn)
 		return;
 	}
 credit:
-	if (!conn->guest_shut_send && conn_credit_update_due(conn, buf_alloc))
+	if (!conn->guest_shut_send &&
+	    (conn_credit_update_due(conn, conn->window) ||
+	     (conn->fwd_cnt == conn->rx_cnt && conn_window_can_grow(muxer, conn))))
 		queue_pending(muxer, conn, CONN_PENDING_CREDIT_UPDATE);
 }
 
@@ -337,8 +408,10 @@ static void on_guest_rst(struct muxer *muxer, struct conn *conn,
 	(void)payload;
 	(void)payload_count;
 	muxer->stats.rst_received++;
-	if (!conn)
+	if (!conn) {
+		muxer->stats.dropped[DROP_RST_UNKNOWN]++;
 		return; /* never answer an RST */
+	}
 	if (conn->state == CONN_HOST_REQUESTED)
 		muxer->stats.refused[REFUSED_GUEST_REFUSED]++;
 	/* ports are freed; no RST goes back */
@@ -359,6 +432,14 @@ static void on_guest_shutdown(struct muxer *muxer, struct conn *conn,
 			reject_unknown(muxer, header);
 		return;
 	}
+	if (header->flags & ~(uint32_t)(VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND)) {
+		/* undefined bits are ignored (as Linux does), but counted */
+		muxer->stats.dropped[DROP_BAD_SHUTDOWN_FLAGS]++;
+		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+				"conn local %" PRIu32 " peer %" PRIu32
+				": SHUTDOWN with undefined flags %#" PRIx32,
+				conn->local_port, conn->peer_port, header->flags);
+	}
 	if (header->flags & VSOCK_SHUTDOWN_RCV)
 		conn->guest_shut_rcv = true;
 	if (header->flags & VSOCK_SHUTDOWN_SEND)
@@ -374,7 +455,6 @@ static void on_guest_rw(struct muxer *muxer, struct conn *conn,
 			const struct vsock_header *header,
 			const struct iovec *payload, size_t payload_count)
 {
-	uint32_t buf_alloc = muxer->options->tx_buffer_size;
 	if (!conn || conn->state != CONN_ESTABLISHED) {
 		if (conn)
 			conn_reset(muxer, conn, "RW before established");
@@ -389,7 +469,7 @@ static void on_guest_rw(struct muxer *muxer, struct conn *conn,
 		return;
 	}
 	/* in flight = received but not yet written to the host */
-	if ((uint64_t)(conn->rx_cnt - conn->fwd_cnt) + header->len > buf_alloc) {
+	if ((uint64_t)(conn->rx_cnt - conn->fwd_cnt) + header->len > conn->window) {
 		muxer->stats.dropped[DROP_CREDIT_VIOLATION]++;
 		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
 				"conn local %" PRIu32 " peer %" PRIu32
@@ -476,6 +556,20 @@ void conn_handle_guest_packet(struct muxer *muxer,
 			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
 		return;
 	}
+	if (conn && (int32_t)(header->fwd_cnt - conn->tx_cnt) > 0) {
+		/* the guest claims to have read bytes we never sent */
+		muxer->stats.dropped[DROP_BAD_CREDIT]++;
+		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+				"conn local %" PRIu32 " peer %" PRIu32 ": guest fwd_cnt %"
+				PRIu32 " is ahead of the %" PRIu32 " bytes sent to it",
+				conn->local_port, conn->peer_port, header->fwd_cnt,
+				conn->tx_cnt);
+		if (header->op != VSOCK_OP_RST)
+			conn_reset(muxer, conn, "impossible credit");
+		else
+			on_guest_rst(muxer, conn, header, payload, payload_count);
+		return;
+	}
 	if (conn) {
 		credit_before = conn_peer_credit(conn);
 		conn->peer_buf_alloc = header->buf_alloc;
@@ -497,7 +591,19 @@ void conn_handle_guest_packet(struct muxer *muxer,
 
 void conn_adopt_host_client(struct muxer *muxer, int fd)
 {
-	struct conn *conn = conn_table_alloc(&muxer->table);
+	struct conn *conn;
+
+	/* the broker may have accepted a few more before it heard "pause" */
+	if (muxer->handshakes_in_progress >= 2 * muxer->options->max_host_handshakes) {
+		muxer->stats.refused[REFUSED_HANDSHAKE_LIMIT]++;
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
+				"host client refused: %" PRIu32 " host clients are "
+				"still sending their CONNECT line",
+				muxer->handshakes_in_progress);
+		close(fd);
+		return;
+	}
+	conn = conn_table_alloc(&muxer->table);
 	if (!conn) {
 		muxer->stats.refused[REFUSED_LIMIT]++;
 		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
@@ -508,6 +614,7 @@ void conn_adopt_host_client(struct muxer *muxer, int fd)
 		return;
 	}
 	conn->state = CONN_HOST_HANDSHAKE;
+	handshake_started(muxer);
 	conn->initiator = CONN_FROM_HOST;
 	conn->host_fd = fd;
 	conn->counters.opened_ns = monotonic_ns();
@@ -576,6 +683,8 @@ static void read_handshake(struct muxer *muxer, struct conn *conn)
 				return;
 			}
 			conn->state = CONN_HOST_REQUESTED;
+			handshake_finished(muxer);
+			(void)conn_grant_window(muxer, conn); /* what REQUEST offers */
 			deadline_arm(&muxer->deadlines, &conn->deadline,
 				     CONN_DEADLINE_CONNECT);
 			queue_pending(muxer, conn, CONN_PENDING_REQUEST);
@@ -661,6 +770,7 @@ void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 		return;
 	}
 	conn_opened(muxer, conn);
+	(void)conn_grant_window(muxer, conn);  /* what RESPONSE will offer */
 	queue_pending(muxer, conn, CONN_PENDING_RESPONSE);
 }
 

@@ -68,6 +68,9 @@ enum conn_deadline_kind {
 /* Guest connects waiting for the broker at once; beyond: RST. Keeps the
  * broker's replies within what the channel can always buffer. */
 #define CONN_MAX_CONNECTS_IN_FLIGHT 256u
+/* Credit a connection is always offered, budget or not, so that each one
+ * keeps moving: the memory bound is the budget plus this per connection. */
+#define CONN_WINDOW_FLOOR 4096u
 
 struct conn_counters {
 	uint64_t bytes_to_host, bytes_to_guest;
@@ -91,6 +94,8 @@ struct conn {
 	uint32_t fwd_cnt_sent;    /* fwd_cnt as last told to the guest */
 	struct tx_ring ring;
 	bool epollout_armed;
+	uint32_t window;          /* buf_alloc offered: its share of
+				     --tx-buffer-budget; never shrinks */
 
 	/* host -> guest */
 	uint32_t tx_cnt;          /* payload bytes sent to the guest */
@@ -178,6 +183,9 @@ void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason);
 void conn_schedule_rx(struct muxer *muxer, struct conn *conn);
 /* Does conn want to read host data into guest buffers right now? */
 bool conn_wants_host_read(const struct muxer *muxer, const struct conn *conn);
+/* The buf_alloc to put in a header for conn now: its window, grown
+ * towards --tx-buffer-size as far as the budget allows. */
+uint32_t conn_grant_window(struct muxer *muxer, struct conn *conn);
 /* After data reached the host or the ring drained: close-state checks. */
 void conn_after_progress(struct muxer *muxer, struct conn *conn);
 

@@ -11,6 +11,8 @@
 #include "guest_memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -79,6 +81,33 @@ static int validate_table(const struct vhost_user_memory *table,
 	return 0;
 }
 
+/*
+ * The file behind a region must really hold every byte the VMM announced:
+ * a mapping past the end of its file raises SIGBUS on first touch, which
+ * would kill the muxer. A memfd that can still shrink (no F_SEAL_SHRINK)
+ * could do the same later; QEMU's memory-backend-memfd seals by default, so
+ * an unsealed one is reported (files such as hugetlbfs cannot be sealed).
+ */
+static int check_region_file(unsigned index, int fd, uint64_t needed)
+{
+	off_t file_size = lseek(fd, 0, SEEK_END);
+	int seals;
+
+	/* not seekable (no size to compare with): nothing to check */
+	if (file_size >= 0 && (uint64_t)file_size < needed) {
+		log_error("guest memory: region %u needs %" PRIu64 " bytes of its "
+			  "file but the file has %lld; refusing the memory table",
+			  index, needed, (long long)file_size);
+		return -EINVAL;
+	}
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals >= 0 && !(seals & F_SEAL_SHRINK))
+		log_warn("guest memory: region %u is an unsealed memfd: a VMM that "
+			 "shrinks it would crash this daemon (QEMU seals by default)",
+			 index);
+	return 0;
+}
+
 static void unmap_regions(struct guest_memory_region *regions, unsigned count)
 {
 	for (unsigned i = 0; i < count; i++)
@@ -98,7 +127,12 @@ int guest_memory_set_table(struct guest_memory *memory,
 	for (unsigned i = 0; i < table->nregions; i++) {
 		const struct vhost_user_memory_region *region = &table->regions[i];
 		size_t length = (size_t)(region->mmap_offset + region->memory_size);
-		void *base = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED,
+		void *base;
+
+		result = check_region_file(i, fds[i], (uint64_t)length);
+		if (result < 0)
+			goto out;
+		base = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED,
 				  fds[i], 0);
 		if (base == MAP_FAILED) {
 			result = -errno;

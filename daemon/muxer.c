@@ -30,7 +30,7 @@
 #include "vsockmux/ipc.h"
 
 #define MUXER_RX_PACKET_BUDGET 1024u
-#define MUXER_ORPHAN_EXTRA 256u
+#define MUXER_ORPHAN_EXTRA (2u * MUXER_ORPHAN_TX_PAUSE)
 
 static uint64_t event_tag(enum muxer_event_kind kind, uint32_t generation,
 			  uint32_t slot)
@@ -154,19 +154,68 @@ static void rx_fifo_push_front(struct muxer *muxer, struct conn *conn)
  * host -> guest (RX queue)
  */
 
-/* Next guest RX buffer: a spare one first, else a fresh pop. */
-static bool rx_take_buffer(struct muxer *muxer, struct rx_buffer *buffer)
+/*
+ * RX buffer slots. A slot is free, taken (being filled this turn) or spare
+ * (popped earlier and not used: a host read came up short). Spares are
+ * used oldest first, and handed back to the guest (used, length 0) when the
+ * ring stops or the memory table changes, so that no buffer is ever lost.
+ */
+static int rx_free_slot(const struct muxer *muxer)
+{
+	for (unsigned slot = 0; slot < MUXER_RX_BATCH; slot++) {
+		if (!muxer->rx_slot_taken[slot])
+			return (int)slot;
+	}
+	return -1;
+}
+
+static void rx_release(struct muxer *muxer, int slot)
+{
+	muxer->rx_slot_taken[slot] = false;
+}
+
+/* Keep slot as spare; at_front: it was the oldest (taken back out of the
+ * FIFO's head, or popped while the FIFO was empty). */
+static void rx_keep_spare(struct muxer *muxer, int slot, bool at_front)
+{
+	uint32_t position;
+	if (at_front) {
+		muxer->spare_rx_head = (muxer->spare_rx_head + MUXER_RX_BATCH - 1) %
+				       MUXER_RX_BATCH;
+		position = muxer->spare_rx_head;
+	} else {
+		position = (muxer->spare_rx_head + muxer->spare_rx_count) %
+			   MUXER_RX_BATCH;
+	}
+	muxer->spare_rx[position] = (uint8_t)slot;
+	muxer->spare_rx_count++;
+}
+
+/* Next guest RX buffer slot (taken): the oldest spare, else a fresh pop.
+ * -1 when the guest has none. */
+static int rx_take_buffer(struct muxer *muxer)
 {
 	struct virtq *queue = &muxer->device.queues[VSOCK_QUEUE_RX];
 	for (;;) {
+		struct rx_buffer *buffer;
+		int slot;
 		if (muxer->spare_rx_count > 0) {
-			*buffer = muxer->spare_rx[--muxer->spare_rx_count];
-		} else if (virtq_pop(queue, &muxer->device.memory, buffer->iov,
-				     MUXER_RX_SEGMENTS, &buffer->chain) != 1) {
-			return false;
+			slot = muxer->spare_rx[muxer->spare_rx_head];
+			muxer->spare_rx_head = (muxer->spare_rx_head + 1) % MUXER_RX_BATCH;
+			muxer->spare_rx_count--;
+			return slot;
 		}
-		if (buffer->chain.length > VSOCK_HEADER_SIZE)
-			return true;
+		slot = rx_free_slot(muxer);
+		if (slot < 0)
+			return -1;
+		buffer = &muxer->rx_slots[slot];
+		if (virtq_pop(queue, &muxer->device.memory, buffer->iov,
+			      MUXER_RX_SEGMENTS, &buffer->chain) != 1)
+			return -1;
+		if (buffer->chain.length > VSOCK_HEADER_SIZE) {
+			muxer->rx_slot_taken[slot] = true;
+			return slot;
+		}
 		/* Every buffer must fit a header and some payload: a header-only
 		 * buffer left in the spare stash would block data for good. */
 		muxer->stats.dropped[DROP_RX_BUFFER_TOO_SMALL]++;
@@ -177,9 +226,27 @@ static bool rx_take_buffer(struct muxer *muxer, struct rx_buffer *buffer)
 	}
 }
 
-static void rx_keep_spare(struct muxer *muxer, const struct rx_buffer *buffer)
+/* Hand every spare buffer back to the guest unused (length 0, which a
+ * Linux driver drops and reposts) while the ring is still ours. */
+static void rx_return_spares(struct muxer *muxer)
 {
-	muxer->spare_rx[muxer->spare_rx_count++] = *buffer;
+	struct virtq *queue = &muxer->device.queues[VSOCK_QUEUE_RX];
+	while (muxer->spare_rx_count > 0) {
+		int slot = muxer->spare_rx[muxer->spare_rx_head];
+		virtq_push(queue, muxer->rx_slots[slot].chain.head, 0);
+		rx_release(muxer, slot);
+		muxer->spare_rx_head = (muxer->spare_rx_head + 1) % MUXER_RX_BATCH;
+		muxer->spare_rx_count--;
+	}
+	virtq_notify(queue);
+}
+
+/* Forget spare buffers whose ring is gone (reset, detach). */
+static void rx_forget_spares(struct muxer *muxer)
+{
+	memset(muxer->rx_slot_taken, 0, sizeof(muxer->rx_slot_taken));
+	muxer->spare_rx_head = 0;
+	muxer->spare_rx_count = 0;
 }
 
 static void fill_header(const struct muxer *muxer, struct vsock_header *header,
@@ -194,23 +261,25 @@ static void fill_header(const struct muxer *muxer, struct vsock_header *header,
 	header->op = op;
 }
 
-static void conn_stamp_header(const struct muxer *muxer, struct conn *conn,
+static void conn_stamp_header(struct muxer *muxer, struct conn *conn,
 			      struct vsock_header *header)
 {
-	header->buf_alloc = muxer->options->tx_buffer_size;
+	header->buf_alloc = conn_grant_window(muxer, conn);
 	header->fwd_cnt = conn->fwd_cnt;
 	conn->fwd_cnt_sent = conn->fwd_cnt;
 	conn->pending &= ~(uint32_t)CONN_PENDING_CREDIT_UPDATE;
 }
 
-static void rx_publish(struct muxer *muxer, const struct rx_buffer *buffer,
+static void rx_publish(struct muxer *muxer, int slot,
 		       const struct vsock_header *header)
 {
+	const struct rx_buffer *buffer = &muxer->rx_slots[slot];
 	uint8_t wire[VSOCK_HEADER_SIZE];
 	vsock_header_encode(header, wire);
 	iov_copy_in(buffer->iov, buffer->chain.iov_count, 0, wire, sizeof(wire));
 	virtq_push(&muxer->device.queues[VSOCK_QUEUE_RX], buffer->chain.head,
 		   VSOCK_HEADER_SIZE + header->len);
+	rx_release(muxer, slot);
 	muxer->stats.packets_to_guest++;
 	if (header->op == VSOCK_OP_RST)
 		muxer->stats.rst_sent++;
@@ -219,13 +288,13 @@ static void rx_publish(struct muxer *muxer, const struct rx_buffer *buffer,
 /* Send an RST for a connection that is gone. false: no RX buffer. */
 static bool rx_send_orphan_rst(struct muxer *muxer, const struct orphan_rst *orphan)
 {
-	struct rx_buffer buffer;
 	struct vsock_header header;
-	if (!rx_take_buffer(muxer, &buffer))
+	int slot = rx_take_buffer(muxer);
+	if (slot < 0)
 		return false;
 	fill_header(muxer, &header, orphan->local_port, orphan->peer_port,
 		    VSOCK_OP_RST);
-	rx_publish(muxer, &buffer, &header);
+	rx_publish(muxer, slot, &header);
 	return true;
 }
 
@@ -243,18 +312,19 @@ static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
 		{ CONN_PENDING_SHUTDOWN, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND },
 	};
 	struct vsock_header header;
-	struct rx_buffer buffer;
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		int slot;
 		if (!(conn->pending & order[i].bit))
 			continue;
 		/* buffer first: stamping records what the guest was told */
-		if (!rx_take_buffer(muxer, &buffer))
+		slot = rx_take_buffer(muxer);
+		if (slot < 0)
 			return false;
 		fill_header(muxer, &header, conn->local_port, conn->peer_port,
 			    order[i].op);
 		header.flags = order[i].flags;
 		conn_stamp_header(muxer, conn, &header);
-		rx_publish(muxer, &buffer, &header);
+		rx_publish(muxer, slot, &header);
 		conn->pending &= ~(uint32_t)order[i].bit;
 		conn->counters.packets_to_guest++;
 		if (order[i].bit == CONN_PENDING_SHUTDOWN)
@@ -273,9 +343,9 @@ enum rx_fill_result {
  * allows. */
 static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *conn)
 {
-	struct rx_buffer buffers[MUXER_RX_BATCH];
+	int slots[MUXER_RX_BATCH];
 	uint32_t limits[MUXER_RX_BATCH];
-	struct iovec read_iov[MUXER_RX_BATCH * MUXER_RX_SEGMENTS];
+	struct iovec *read_iov = muxer->rx_read_iov;
 	size_t buffer_count = 0, iov_count = 0, wanted = 0;
 	uint32_t credit = conn_peer_credit(conn);
 	ssize_t got;
@@ -287,15 +357,27 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 		return RX_FILL_DONE;
 	}
 	while (buffer_count < MUXER_RX_BATCH && wanted < credit) {
-		struct rx_buffer *buffer = &buffers[buffer_count];
-		size_t room, limit;
-		if (!rx_take_buffer(muxer, buffer))
+		int slot = rx_take_buffer(muxer);
+		const struct rx_buffer *buffer;
+		size_t room, limit, sliced;
+		if (slot < 0)
 			break;
+		buffer = &muxer->rx_slots[slot];
+		if (buffer_count > 0 &&
+		    iov_count + buffer->chain.iov_count > MUXER_RX_READ_SEGMENTS) {
+			/* next readv; it is the oldest unused buffer */
+			rx_keep_spare(muxer, slot, true);
+			break;
+		}
 		room = buffer->chain.length - VSOCK_HEADER_SIZE;
 		limit = room < credit - wanted ? room : credit - wanted;
-		iov_count += iov_slice(buffer->iov, buffer->chain.iov_count,
-				       VSOCK_HEADER_SIZE, limit, read_iov + iov_count,
-				       MUXER_RX_SEGMENTS);
+		sliced = iov_slice(buffer->iov, buffer->chain.iov_count,
+				   VSOCK_HEADER_SIZE, limit, read_iov + iov_count,
+				   MUXER_RX_READ_SEGMENTS - iov_count);
+		/* a chain of more segments than one readv takes gets less */
+		limit = iov_total_length(read_iov + iov_count, sliced);
+		iov_count += sliced;
+		slots[buffer_count] = slot;
 		limits[buffer_count++] = (uint32_t)limit;
 		wanted += limit;
 	}
@@ -316,7 +398,7 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 				    VSOCK_OP_RW);
 			header.len = length;
 			conn_stamp_header(muxer, conn, &header);
-			rx_publish(muxer, &buffers[used], &header);
+			rx_publish(muxer, slots[used], &header);
 			remaining -= length;
 			conn->tx_cnt += length;
 			conn->counters.packets_to_guest++;
@@ -336,7 +418,7 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 	} else {
 		int error = errno;
 		for (; used < buffer_count; used++)
-			rx_keep_spare(muxer, &buffers[used]);
+			rx_keep_spare(muxer, slots[used], false);
 		log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
 				"conn local %" PRIu32 " peer %" PRIu32
 				": host socket read failed: %s",
@@ -345,7 +427,7 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 		return RX_FILL_DONE;
 	}
 	for (; used < buffer_count; used++)
-		rx_keep_spare(muxer, &buffers[used]);
+		rx_keep_spare(muxer, slots[used], false);
 	return RX_FILL_DONE;
 }
 
@@ -413,6 +495,10 @@ void muxer_process_rx(struct muxer *muxer)
 			break;
 	}
 	virtq_notify(queue);
+	if (muxer->tx_paused_for_rst && muxer->orphan_count < MUXER_ORPHAN_TX_PAUSE / 2) {
+		muxer->tx_paused_for_rst = false;
+		muxer->tx_backlog = true;
+	}
 }
 
 /* ------------------------------------------------------------------------
@@ -470,6 +556,20 @@ static void handle_tx_chain(struct muxer *muxer, const struct virtq_chain *chain
 	conn_handle_guest_packet(muxer, &header, muxer->tx_payload_iov, payload_count);
 }
 
+/* Every guest packet may owe an RST; stop taking packets while too many
+ * wait for RX buffers (the guest gets them back once it posts buffers). */
+static bool tx_must_pause(struct muxer *muxer)
+{
+	if (muxer->orphan_count < MUXER_ORPHAN_TX_PAUSE)
+		return false;
+	if (!muxer->tx_paused_for_rst)
+		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+				"%" PRIu32 " RSTs wait for guest RX buffers; guest "
+				"packets paused until they go out", muxer->orphan_count);
+	muxer->tx_paused_for_rst = true;
+	return true;
+}
+
 void muxer_process_tx(struct muxer *muxer)
 {
 	struct virtq *queue = &muxer->device.queues[VSOCK_QUEUE_TX];
@@ -480,13 +580,15 @@ void muxer_process_tx(struct muxer *muxer)
 	if (!virtq_is_ready(queue))
 		return;
 	for (;;) {
-		while (budget > 0 &&
+		while (budget > 0 && !tx_must_pause(muxer) &&
 		       virtq_pop(queue, &muxer->device.memory, muxer->tx_iov,
 				 VIRTQ_MAX_SIZE, &chain) == 1) {
 			budget--;
 			handle_tx_chain(muxer, &chain);
 			virtq_push(queue, chain.head, 0);
 		}
+		if (muxer->tx_paused_for_rst)
+			break; /* resumed by muxer_process_rx as RSTs go out */
 		if (budget == 0) {
 			muxer->tx_backlog = true; /* come back after other events */
 			break;
@@ -518,10 +620,12 @@ static void on_queue_state_changed(void *opaque, unsigned queue_index, bool read
 	struct muxer *muxer = opaque;
 	log_debug("queue %u %s", queue_index, ready ? "ready" : "stopped");
 	if (!ready) {
-		/* popped buffers belong to the stopped ring; never push them
-		 * into a restarted one */
-		if (queue_index == VSOCK_QUEUE_RX)
-			muxer->spare_rx_count = 0;
+		/* A ring stopped without GET_VRING_BASE (reset, detach) takes
+		 * its popped buffers with it: never push them into a restarted
+		 * one. A ring merely disabled keeps them. */
+		if (queue_index == VSOCK_QUEUE_RX &&
+		    !muxer->device.queues[VSOCK_QUEUE_RX].started)
+			rx_forget_spares(muxer);
 		return;
 	}
 	/* Not now: the frontend may have queued more set-up (QEMU 7.2 sends
@@ -542,8 +646,9 @@ static void drop_all_connections(struct muxer *muxer, const char *reason)
 	}
 	muxer->orphan_count = 0;
 	muxer->orphan_head = 0;
-	muxer->spare_rx_count = 0;
+	rx_forget_spares(muxer);
 	muxer->tx_backlog = false;
+	muxer->tx_paused_for_rst = false;
 }
 
 static void on_device_reset(void *opaque)
@@ -551,10 +656,18 @@ static void on_device_reset(void *opaque)
 	drop_all_connections(opaque, "VMM reset the device");
 }
 
+static void on_queue_stopping(void *opaque, unsigned queue_index)
+{
+	struct muxer *muxer = opaque;
+	if (queue_index == VSOCK_QUEUE_RX)
+		rx_return_spares(muxer);
+}
+
 static const struct vhost_user_callbacks device_callbacks = {
 	.kick_fd_changed = on_kick_fd_changed,
 	.queue_state_changed = on_queue_state_changed,
 	.device_reset = on_device_reset,
+	.queue_stopping = on_queue_stopping,
 };
 
 static void detach_frontend(struct muxer *muxer)
@@ -651,6 +764,7 @@ int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
 	muxer->epoll_fd = -1;
 	muxer->deadlines.timer_fd = -1;
 	muxer->stats.started_ns = monotonic_ns();
+	muxer->audit_log.burst = MUXER_AUDIT_LINES_PER_SECOND;
 	vhost_user_init(&muxer->device, options->guest_cid, options->queue_size,
 			&device_callbacks, muxer);
 
@@ -679,6 +793,16 @@ int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
 			  options->max_connections, strerror(-result));
 		goto fail;
 	}
+	muxer->rx_segment_pool = calloc((size_t)MUXER_RX_BATCH * MUXER_RX_SEGMENTS,
+					sizeof(*muxer->rx_segment_pool));
+	if (!muxer->rx_segment_pool) {
+		result = -ENOMEM;
+		log_error("RX segment pool: out of memory");
+		goto fail;
+	}
+	for (unsigned slot = 0; slot < MUXER_RX_BATCH; slot++)
+		muxer->rx_slots[slot].iov = muxer->rx_segment_pool +
+					    (size_t)slot * MUXER_RX_SEGMENTS;
 	muxer->orphan_capacity = options->max_connections + MUXER_ORPHAN_EXTRA;
 	muxer->orphans = calloc(muxer->orphan_capacity, sizeof(*muxer->orphans));
 	if (!muxer->orphans) {
@@ -713,6 +837,8 @@ void muxer_destroy(struct muxer *muxer)
 	conn_table_destroy(&muxer->table);
 	free(muxer->orphans);
 	muxer->orphans = NULL;
+	free(muxer->rx_segment_pool);
+	muxer->rx_segment_pool = NULL;
 	if (muxer->epoll_fd >= 0)
 		close(muxer->epoll_fd);
 	muxer->epoll_fd = -1;

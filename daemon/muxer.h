@@ -35,13 +35,22 @@ enum muxer_event_kind {
 
 /* RX buffers are filled in batches: one readv() fills several. */
 #define MUXER_RX_BATCH 16u
-#define MUXER_RX_SEGMENTS 8u
+/* Segments one RX chain may have: a queue's worth of direct descriptors
+ * leading to an indirect table of another queue's worth. */
+#define MUXER_RX_SEGMENTS (2u * VIRTQ_MAX_SIZE)
+/* One readv takes at most this many segments (the kernel's IOV_MAX). */
+#define MUXER_RX_READ_SEGMENTS 1024u
 /* Most TX chains handled per loop turn before other events get a look. */
 #define MUXER_TX_BUDGET 256u
+/* TX processing pauses while this many RSTs wait for RX buffers: a guest
+ * that floods REQUESTs but posts no RX buffers gets back-pressure instead
+ * of lost RSTs. */
+#define MUXER_ORPHAN_TX_PAUSE 1024u
 
+/* A popped guest RX chain; iov points into the muxer's segment pool. */
 struct rx_buffer {
 	struct virtq_chain chain;
-	struct iovec iov[MUXER_RX_SEGMENTS];
+	struct iovec *iov;
 };
 
 struct orphan_rst {
@@ -60,6 +69,9 @@ enum muxer_drop_reason {
 	DROP_CREDIT_VIOLATION,
 	DROP_RX_BUFFER_TOO_SMALL,
 	DROP_RST_QUEUE_FULL,
+	DROP_BAD_SHUTDOWN_FLAGS,
+	DROP_BAD_CREDIT,
+	DROP_RST_UNKNOWN,
 	DROP_REASON_COUNT,
 };
 
@@ -69,6 +81,7 @@ enum muxer_refusal_reason {
 	REFUSED_LIMIT,
 	REFUSED_BAD_CONNECT_LINE,
 	REFUSED_HANDSHAKE_TIMEOUT,
+	REFUSED_HANDSHAKE_LIMIT,
 	REFUSED_REASON_COUNT,
 };
 
@@ -83,6 +96,8 @@ struct muxer_stats {
 	uint64_t dropped[DROP_REASON_COUNT];
 	uint64_t waits_for_credit, waits_for_rx_buffers;
 	uint64_t broker_connects, broker_connect_ns_sum, broker_connect_ns_max;
+	uint64_t windows_limited;        /* credit offered below --tx-buffer-size */
+	uint64_t host_accept_pauses;     /* handshake cap reached */
 };
 
 struct muxer {
@@ -98,12 +113,22 @@ struct muxer {
 
 	struct conn *rx_head, *rx_tail;  /* connections with RX work */
 	uint32_t connects_in_flight;     /* ConnectRequests unanswered */
+	uint32_t handshakes_in_progress; /* host clients reading CONNECT */
+	bool host_accept_paused;         /* broker told to stop accepting */
+	uint64_t windows_reserved;       /* sum of conn->window */
 
 	struct orphan_rst *orphans;      /* ring of RSTs owed */
 	uint32_t orphan_capacity, orphan_head, orphan_count;
 
-	struct rx_buffer spare_rx[MUXER_RX_BATCH]; /* popped, unused yet */
-	uint32_t spare_rx_count;
+	/* RX buffer slots; the spare ones (popped, not used yet) form a FIFO
+	 * of slot numbers, oldest first. */
+	struct rx_buffer rx_slots[MUXER_RX_BATCH];
+	struct iovec *rx_segment_pool;   /* MUXER_RX_SEGMENTS per slot */
+	bool rx_slot_taken[MUXER_RX_BATCH];
+	uint8_t spare_rx[MUXER_RX_BATCH];
+	uint32_t spare_rx_head, spare_rx_count;
+	struct iovec rx_read_iov[MUXER_RX_READ_SEGMENTS];
+	bool tx_paused_for_rst;          /* MUXER_ORPHAN_TX_PAUSE reached */
 
 	bool tx_backlog;                 /* TX budget ran out last turn */
 	bool rx_backlog;                 /* RX budget ran out last turn */
@@ -113,7 +138,12 @@ struct muxer {
 	struct muxer_stats stats;
 	struct log_ratelimit packet_log;
 	struct log_ratelimit conn_log;
+	struct log_ratelimit audit_log;  /* connection open/close lines */
 };
+
+/* Connection open/close lines per second before "N suppressed" (the
+ * counters keep the whole story). */
+#define MUXER_AUDIT_LINES_PER_SECOND 100u
 
 /*
  * Run the muxer until the broker goes away. lock_down (may be NULL) runs
@@ -157,6 +187,8 @@ void muxer_handle_channel(struct muxer *muxer);
 int muxer_send_connect_request(struct muxer *muxer, uint32_t request_id,
 			       uint32_t port);
 void muxer_send_vmm_detached(struct muxer *muxer);
+/* Ask the broker to stop or resume accepting host clients. */
+void muxer_send_host_accept_control(struct muxer *muxer, bool paused);
 /* Answer a StatsRequest with the counters (muxer_stats.c). */
 void muxer_answer_stats(struct muxer *muxer, uint32_t request_id,
 			bool include_connections);

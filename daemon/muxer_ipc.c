@@ -163,3 +163,23 @@ void muxer_send_vmm_detached(struct muxer *muxer)
 		stop_muxer(muxer, 1);
 	}
 }
+
+void muxer_send_host_accept_control(struct muxer *muxer, bool paused)
+{
+	Vsockmux__Ipc__Envelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
+	Vsockmux__Ipc__HostAcceptControl control = VSOCKMUX__IPC__HOST_ACCEPT_CONTROL__INIT;
+	int result;
+
+	control.paused = paused;
+	envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_HOST_ACCEPT_CONTROL;
+	envelope.host_accept_control = &control;
+	result = ipc_send(muxer->channel_fd, &envelope, -1);
+	if (result < 0) {
+		/* the cap still holds: clients beyond it are refused */
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
+				"cannot tell the broker to %s accepting: %s",
+				paused ? "pause" : "resume", strerror(-result));
+		return;
+	}
+	muxer->host_accept_paused = paused;
+}

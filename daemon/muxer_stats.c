@@ -30,6 +30,9 @@ static const char *const drop_reason_names[DROP_REASON_COUNT] = {
 	[DROP_CREDIT_VIOLATION] = "credit_violation",
 	[DROP_RX_BUFFER_TOO_SMALL] = "rx_buffer_too_small",
 	[DROP_RST_QUEUE_FULL] = "rst_queue_full",
+	[DROP_BAD_SHUTDOWN_FLAGS] = "bad_shutdown_flags",
+	[DROP_BAD_CREDIT] = "bad_credit",
+	[DROP_RST_UNKNOWN] = "rst_unknown",
 };
 
 static const char *state_name(enum conn_state state)
@@ -72,6 +75,30 @@ static void describe_connection(const struct conn *conn, uint64_t now,
 	row->tx_buffered = tx_ring_used(&conn->ring);
 }
 
+/* Drop keys counted by the rings rather than the muxer: malformed_chain,
+ * one per chain fault kind, avail_index_jump, ring_layout_invalid. */
+#define RING_DROP_KEYS (3u + VIRTQ_FAULT_COUNT)
+
+static void add_ring_drop(Vsockmux__Control__Stats__DroppedEntry *drops,
+			  Vsockmux__Control__Stats__DroppedEntry **pointers,
+			  size_t *count, const char *key, uint64_t value)
+{
+	vsockmux__control__stats__dropped_entry__init(&drops[*count]);
+	drops[*count].key = (char *)key;
+	drops[*count].value = value;
+	pointers[*count] = &drops[*count];
+	(*count)++;
+}
+
+/* Guest->host bytes waiting in connection rings for slow host readers. */
+static uint64_t buffered_bytes(const struct muxer *muxer)
+{
+	uint64_t total = 0;
+	for (uint32_t slot = 0; slot < muxer->table.capacity; slot++)
+		total += tx_ring_used(&muxer->table.slots[slot].ring);
+	return total;
+}
+
 /*
  * Pack the stats into a malloc()ed buffer (*packed, *length). Returns 0 or
  * -ENOMEM.
@@ -83,8 +110,11 @@ static int pack_stats(const struct muxer *muxer, bool include_connections,
 	const struct vhost_user_device *device = &muxer->device;
 	Vsockmux__Control__Stats stats = VSOCKMUX__CONTROL__STATS__INIT;
 	Vsockmux__Control__Features features = VSOCKMUX__CONTROL__FEATURES__INIT;
-	Vsockmux__Control__Stats__DroppedEntry drops[DROP_REASON_COUNT + 1];
-	Vsockmux__Control__Stats__DroppedEntry *drop_pointers[DROP_REASON_COUNT + 1];
+	Vsockmux__Control__Stats__DroppedEntry drops[DROP_REASON_COUNT + RING_DROP_KEYS];
+	Vsockmux__Control__Stats__DroppedEntry *drop_pointers[DROP_REASON_COUNT + RING_DROP_KEYS];
+	const struct virtq_stats *rx_queue = &muxer->device.queues[VSOCK_QUEUE_RX].stats;
+	const struct virtq_stats *tx_queue = &muxer->device.queues[VSOCK_QUEUE_TX].stats;
+	size_t n_drops;
 	Vsockmux__Control__Connection *rows = NULL;
 	Vsockmux__Control__Connection **row_pointers = NULL;
 	uint64_t now = monotonic_ns();
@@ -107,6 +137,13 @@ static int pack_stats(const struct muxer *muxer, bool include_connections,
 	stats.refused_limit = counters->refused[REFUSED_LIMIT];
 	stats.refused_bad_connect_line = counters->refused[REFUSED_BAD_CONNECT_LINE];
 	stats.refused_handshake_timeout = counters->refused[REFUSED_HANDSHAKE_TIMEOUT];
+	stats.refused_handshake_limit = counters->refused[REFUSED_HANDSHAKE_LIMIT];
+	stats.handshakes_current = muxer->handshakes_in_progress;
+	stats.host_accept_pauses = counters->host_accept_pauses;
+	stats.tx_buffered_bytes = buffered_bytes(muxer);
+	stats.tx_window_bytes = muxer->windows_reserved;
+	stats.tx_buffer_budget = muxer->options->tx_buffer_budget;
+	stats.windows_limited = counters->windows_limited;
 	stats.rst_sent = counters->rst_sent;
 	stats.rst_received = counters->rst_received;
 	stats.bytes_to_host = counters->bytes_to_host;
@@ -119,13 +156,19 @@ static int pack_stats(const struct muxer *muxer, bool include_connections,
 		drops[i].value = counters->dropped[i];
 		drop_pointers[i] = &drops[i];
 	}
-	vsockmux__control__stats__dropped_entry__init(&drops[DROP_REASON_COUNT]);
-	drops[DROP_REASON_COUNT].key = "malformed_chain";
-	drops[DROP_REASON_COUNT].value =
-		device->queues[VSOCK_QUEUE_RX].stats.chains_malformed +
-		device->queues[VSOCK_QUEUE_TX].stats.chains_malformed;
-	drop_pointers[DROP_REASON_COUNT] = &drops[DROP_REASON_COUNT];
-	stats.n_dropped = DROP_REASON_COUNT + 1;
+	n_drops = DROP_REASON_COUNT;
+	add_ring_drop(drops, drop_pointers, &n_drops, "malformed_chain",
+		      rx_queue->chains_malformed + tx_queue->chains_malformed);
+	for (unsigned fault = 0; fault < VIRTQ_FAULT_COUNT; fault++)
+		add_ring_drop(drops, drop_pointers, &n_drops,
+			      virtq_chain_fault_name((enum virtq_chain_fault)fault),
+			      rx_queue->malformed_by_kind[fault] +
+			      tx_queue->malformed_by_kind[fault]);
+	add_ring_drop(drops, drop_pointers, &n_drops, "avail_index_jump",
+		      rx_queue->avail_index_jumps + tx_queue->avail_index_jumps);
+	add_ring_drop(drops, drop_pointers, &n_drops, "ring_layout_invalid",
+		      rx_queue->layouts_invalid + tx_queue->layouts_invalid);
+	stats.n_dropped = n_drops;
 	stats.dropped = drop_pointers;
 	stats.waits_for_credit = counters->waits_for_credit;
 	stats.waits_for_rx_buffers = counters->waits_for_rx_buffers;

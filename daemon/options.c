@@ -19,6 +19,8 @@
 #define MAX_CONNECTIONS_LIMIT (1u << 20)   /* slot ids are 20 bits */
 #define TX_BUFFER_MIN 4096u
 #define TX_BUFFER_MAX (64u * 1024u * 1024u)
+#define TX_BUDGET_MIN (64u * 1024u)
+#define TX_BUDGET_MAX (1ull << 40)
 
 enum option_id {
 	OPTION_GUEST_CID = 1000,
@@ -27,6 +29,8 @@ enum option_id {
 	OPTION_TX_BUFFER_SIZE,
 	OPTION_QUEUE_SIZE,
 	OPTION_MAX_CONNECTIONS,
+	OPTION_MAX_HOST_HANDSHAKES,
+	OPTION_TX_BUFFER_BUDGET,
 	OPTION_LOG_LEVEL,
 	OPTION_USER,
 	OPTION_CONTROL_SOCKET,
@@ -43,6 +47,8 @@ static const struct option long_options[] = {
 	{ "tx-buffer-size", required_argument, NULL, OPTION_TX_BUFFER_SIZE },
 	{ "queue-size", required_argument, NULL, OPTION_QUEUE_SIZE },
 	{ "max-connections", required_argument, NULL, OPTION_MAX_CONNECTIONS },
+	{ "max-host-handshakes", required_argument, NULL, OPTION_MAX_HOST_HANDSHAKES },
+	{ "tx-buffer-budget", required_argument, NULL, OPTION_TX_BUFFER_BUDGET },
 	{ "log-level", required_argument, NULL, OPTION_LOG_LEVEL },
 	{ "user", required_argument, NULL, OPTION_USER },
 	{ "control-socket", required_argument, NULL, OPTION_CONTROL_SOCKET },
@@ -57,7 +63,8 @@ static void print_help(void)
 {
 	printf("Usage: vsockmuxd --guest-cid N --socket VHOST_USER_SOCKET --uds-path HOST_UDS_PATH\n"
 	       "                 [--tx-buffer-size BYTES] [--queue-size N]\n"
-	       "                 [--max-connections N] [--log-level error|warn|info|debug]\n"
+	       "                 [--max-connections N] [--max-host-handshakes N]\n"
+	       "                 [--tx-buffer-budget BYTES] [--log-level error|warn|info|debug]\n"
 	       "                 [--control-socket PATH] [--user NAME]\n"
 	       "                 [--sandbox-debug] [--no-sandbox]\n"
 	       "\n"
@@ -72,6 +79,12 @@ static void print_help(void)
 	       "                         advertised to the guest (default %u, %u .. %u)\n"
 	       "  --queue-size N         largest virtqueue accepted, power of two (default %u)\n"
 	       "  --max-connections N    connection limit (default %u, max %u)\n"
+	       "  --max-host-handshakes N  host clients still sending their CONNECT line\n"
+	       "                         at once (default %u); beyond, new clients wait\n"
+	       "                         in the listen backlog\n"
+	       "  --tx-buffer-budget B   guest-to-host bytes all connections together may\n"
+	       "                         hold in the daemon (default %llu); under pressure\n"
+	       "                         connections are offered less credit\n"
 	       "  --log-level LEVEL      error, warn, info (default) or debug\n"
 	       "  --control-socket PATH  vsockctl's socket (default: HOST_UDS_PATH.ctl)\n"
 	       "  --user NAME            run both processes as NAME when started as root\n"
@@ -81,7 +94,8 @@ static void print_help(void)
 	       "  --help, --version\n",
 	       OPTIONS_DEFAULT_TX_BUFFER_SIZE, TX_BUFFER_MIN, TX_BUFFER_MAX,
 	       OPTIONS_DEFAULT_QUEUE_SIZE, OPTIONS_DEFAULT_MAX_CONNECTIONS,
-	       MAX_CONNECTIONS_LIMIT);
+	       MAX_CONNECTIONS_LIMIT, OPTIONS_DEFAULT_MAX_HOST_HANDSHAKES,
+	       (unsigned long long)OPTIONS_DEFAULT_TX_BUFFER_BUDGET);
 }
 
 static enum options_result usage_error(const char *format, ...)
@@ -144,6 +158,8 @@ enum options_result options_parse(int argc, char **argv,
 	options->tx_buffer_size = OPTIONS_DEFAULT_TX_BUFFER_SIZE;
 	options->queue_size = OPTIONS_DEFAULT_QUEUE_SIZE;
 	options->max_connections = OPTIONS_DEFAULT_MAX_CONNECTIONS;
+	options->max_host_handshakes = OPTIONS_DEFAULT_MAX_HOST_HANDSHAKES;
+	options->tx_buffer_budget = OPTIONS_DEFAULT_TX_BUFFER_BUDGET;
 	options->log_level = LOG_LEVEL_INFO;
 	opterr = 0;
 	optind = 1;
@@ -176,6 +192,16 @@ enum options_result options_parse(int argc, char **argv,
 			if (parse_number(optarg, 1, MAX_CONNECTIONS_LIMIT, &value) < 0)
 				return usage_error("invalid --max-connections '%s': expected 1 .. 1048576", optarg);
 			options->max_connections = (uint32_t)value;
+			break;
+		case OPTION_MAX_HOST_HANDSHAKES:
+			if (parse_number(optarg, 1, MAX_CONNECTIONS_LIMIT, &value) < 0)
+				return usage_error("invalid --max-host-handshakes '%s': expected 1 .. 1048576", optarg);
+			options->max_host_handshakes = (uint32_t)value;
+			break;
+		case OPTION_TX_BUFFER_BUDGET:
+			if (parse_number(optarg, TX_BUDGET_MIN, TX_BUDGET_MAX, &value) < 0)
+				return usage_error("invalid --tx-buffer-budget '%s': expected 65536 .. 1099511627776 bytes", optarg);
+			options->tx_buffer_budget = value;
 			break;
 		case OPTION_LOG_LEVEL:
 			if (log_parse_level(optarg, &options->log_level) < 0)

@@ -78,6 +78,7 @@ struct request_rule {
 	enum fd_rule fd_rule;
 	enum state_rule state_rule;
 	bool has_reply;
+	bool before_owner;   /* allowed before SET_OWNER (feature queries) */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -142,6 +143,13 @@ static void notify_device_reset(struct vhost_user_device *device)
 {
 	if (device->callbacks && device->callbacks->device_reset)
 		device->callbacks->device_reset(device->opaque);
+}
+
+static void notify_queue_stopping(struct vhost_user_device *device,
+				  unsigned index)
+{
+	if (device->callbacks && device->callbacks->queue_stopping)
+		device->callbacks->queue_stopping(device->opaque, index);
 }
 
 static void notify_readiness(struct vhost_user_device *device,
@@ -242,6 +250,8 @@ static enum handler_result handle_set_mem_table(struct vhost_user_device *device
 						struct message *message)
 {
 	struct vhost_user_memory table;
+	bool was_ready[VSOCK_QUEUE_COUNT];
+	bool lost_ring = false;
 	size_t expected;
 	int error;
 
@@ -260,17 +270,31 @@ static enum handler_result handle_set_mem_table(struct vhost_user_device *device
 		return HANDLER_DROP;
 	}
 	memcpy(&table, message->payload, expected);
-	if (device->memory.region_count > 0)
-		notify_device_reset(device);
+	/* A new table while the rings run (memory hot-plug): connections
+	 * hold no guest pointers and survive; only buffers popped from the
+	 * rings must go back first, while the old mapping is still valid. */
+	for (unsigned i = 0; i < VSOCK_QUEUE_COUNT; i++) {
+		was_ready[i] = virtq_is_ready(&device->queues[i]);
+		if (was_ready[i])
+			notify_queue_stopping(device, i);
+	}
 	/* set_table closes the fds on every path */
 	error = guest_memory_set_table(&device->memory, &table, message->fds,
 				       message->fd_count);
 	for (unsigned i = 0; i < message->fd_count; i++)
 		message->fds[i] = -1;
-	if (error < 0)
-		return HANDLER_FAILED;
-	for (unsigned i = 0; i < VSOCK_QUEUE_COUNT; i++)
+	if (error < 0) {
+		log_error("vhost-user SET_MEM_TABLE: memory table refused; "
+			  "dropping the frontend");
+		return HANDLER_DROP;
+	}
+	for (unsigned i = 0; i < VSOCK_QUEUE_COUNT; i++) {
 		map_queue(device, &device->queues[i]);
+		lost_ring |= was_ready[i] && !virtq_is_ready(&device->queues[i]);
+	}
+	/* the rings are not in the new memory: this VM's vsock is gone */
+	if (lost_ring)
+		notify_device_reset(device);
 	return HANDLER_OK;
 }
 
@@ -328,6 +352,17 @@ static enum handler_result handle_set_vring_base(struct vhost_user_device *devic
 			  "split-ring index", state.index, state.num);
 		return HANDLER_DROP;
 	}
+	/* Restarting where GET_VRING_BASE stopped (QEMU stop/cont, a
+	 * snapshot) resumes the device and its connections. Any other base
+	 * means the driver started over (guest reboot, driver reload): its
+	 * sockets are gone, so are ours. */
+	if (queue->stopped_at_valid && queue->stopped_at != state.num) {
+		log_info("vhost-user SET_VRING_BASE: queue %u restarts at %u, not "
+			 "where it stopped (%u): the guest driver was reset",
+			 state.index, state.num, queue->stopped_at);
+		notify_device_reset(device);
+	}
+	queue->stopped_at_valid = false;
 	virtq_set_base(queue, (uint16_t)state.num);
 	return HANDLER_OK;
 }
@@ -340,6 +375,7 @@ static enum handler_result handle_get_vring_base(struct vhost_user_device *devic
 
 	if (queue == NULL)
 		return HANDLER_DROP;
+	notify_queue_stopping(device, state.index);
 	state.num = virtq_stop(queue);
 	if (queue->kick_fd >= 0) {
 		notify_kick_fd(device, state.index, queue->kick_fd, -1);
@@ -359,10 +395,18 @@ static struct virtq *vring_fd_target(struct vhost_user_device *device,
 					(uint32_t)(value & VHOST_USER_VRING_INDEX_MASK));
 
 	*new_fd = -1;
-	if (queue != NULL && message->fd_count == 1) {
-		*new_fd = message->fds[0];
-		message->fds[0] = -1;
+	if (queue == NULL || message->fd_count != 1)
+		return queue;
+	/* A blocking call fd whose counter is full (or a full pipe) would
+	 * hang the whole muxer in write(): every handed fd is made
+	 * non-blocking here, or refused. */
+	if (set_nonblocking(message->fds[0]) < 0) {
+		log_error("vhost-user %s: cannot make the queue %u fd non-blocking: "
+			  "%s", message->name, queue->index, strerror(errno));
+		return NULL;
 	}
+	*new_fd = message->fds[0];
+	message->fds[0] = -1;
 	return queue;
 }
 
@@ -374,10 +418,14 @@ static enum handler_result handle_set_vring_kick(struct vhost_user_device *devic
 
 	if (queue == NULL)
 		return HANDLER_DROP;
-	/* virtq_drain_kick must never block */
-	if (new_fd >= 0 && set_nonblocking(new_fd) < 0)
-		log_warn("vhost-user SET_VRING_KICK: cannot make the kick fd "
-			 "non-blocking: %s", strerror(errno));
+	/* Without a kick fd the backend would have to poll the ring; we do
+	 * not (a poll loop is CPU the guest controls), so say so and stop. */
+	if (new_fd < 0) {
+		log_error("vhost-user SET_VRING_KICK: queue %u without a kick fd "
+			  "(NOFD): ring polling is not supported; dropping the "
+			  "frontend", queue->index);
+		return HANDLER_DROP;
+	}
 	notify_kick_fd(device, queue->index, queue->kick_fd, new_fd);
 	close_fd(&queue->kick_fd);
 	queue->kick_fd = new_fd;
@@ -526,11 +574,11 @@ static enum handler_result handle_set_config(struct vhost_user_device *device,
 
 static const struct request_rule request_rules[VHOST_USER_REQUEST_MAX] = {
 	[VHOST_USER_GET_FEATURES] = { "GET_FEATURES", handle_get_features,
-		PAYLOAD_EXACT, 0, FDS_NONE, STATE_ANY, true },
+		PAYLOAD_EXACT, 0, FDS_NONE, STATE_ANY, true, true },
 	[VHOST_USER_SET_FEATURES] = { "SET_FEATURES", handle_set_features,
 		PAYLOAD_EXACT, U64_SIZE, FDS_NONE, STATE_ANY, false },
 	[VHOST_USER_SET_OWNER] = { "SET_OWNER", handle_set_owner,
-		PAYLOAD_EXACT, 0, FDS_NONE, STATE_ANY, false },
+		PAYLOAD_EXACT, 0, FDS_NONE, STATE_ANY, false, true },
 	[VHOST_USER_RESET_OWNER] = { "RESET_OWNER", handle_reset_owner,
 		PAYLOAD_EXACT, 0, FDS_NONE, STATE_ANY, false },
 	[VHOST_USER_SET_MEM_TABLE] = { "SET_MEM_TABLE", handle_set_mem_table,
@@ -552,12 +600,12 @@ static const struct request_rule request_rules[VHOST_USER_REQUEST_MAX] = {
 		PAYLOAD_EXACT, U64_SIZE, FDS_VRING, STATE_ANY, false },
 	[VHOST_USER_GET_PROTOCOL_FEATURES] = { "GET_PROTOCOL_FEATURES",
 		handle_get_protocol_features,
-		PAYLOAD_EXACT, 0, FDS_NONE, STATE_ANY, true },
+		PAYLOAD_EXACT, 0, FDS_NONE, STATE_ANY, true, true },
 	[VHOST_USER_SET_PROTOCOL_FEATURES] = { "SET_PROTOCOL_FEATURES",
 		handle_set_protocol_features,
-		PAYLOAD_EXACT, U64_SIZE, FDS_NONE, STATE_ANY, false },
+		PAYLOAD_EXACT, U64_SIZE, FDS_NONE, STATE_ANY, false, true },
 	[VHOST_USER_GET_QUEUE_NUM] = { "GET_QUEUE_NUM", handle_get_queue_num,
-		PAYLOAD_EXACT, 0, FDS_NONE, STATE_MQ, true },
+		PAYLOAD_EXACT, 0, FDS_NONE, STATE_MQ, true, true },
 	[VHOST_USER_SET_VRING_ENABLE] = { "SET_VRING_ENABLE", handle_set_vring_enable,
 		PAYLOAD_EXACT, STATE_SIZE, FDS_NONE, STATE_PROTOCOL, false },
 	[VHOST_USER_GET_CONFIG] = { "GET_CONFIG", handle_get_config,
@@ -650,10 +698,19 @@ static bool message_allowed(const struct vhost_user_device *device,
 			   FEATURE(VHOST_USER_FEATURE_PROTOCOL_FEATURES);
 		break;
 	}
-	if (!state_ok)
+	if (!state_ok) {
 		log_error("vhost-user %s: sent before the feature it needs was "
 			  "negotiated", rule->name);
-	return state_ok;
+		return false;
+	}
+	/* the spec: SET_OWNER opens the session; only the feature queries
+	 * that QEMU sends ahead of it are served without one */
+	if (!rule->before_owner && !device->owner_set) {
+		log_error("vhost-user %s: sent before SET_OWNER; dropping the "
+			  "frontend", rule->name);
+		return false;
+	}
+	return true;
 }
 
 /* ---- framing ---------------------------------------------------------- */

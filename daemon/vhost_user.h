@@ -41,6 +41,11 @@ struct vhost_user_callbacks {
 	 * reset (RESET_OWNER): every vsock connection must be dropped now,
 	 * because their pending chains point into the old mapping. */
 	void (*device_reset)(void *opaque);
+	/* Queue queue_index is about to stop (GET_VRING_BASE) or the guest
+	 * memory is about to be replaced while the rings run (memory
+	 * hot-plug): buffers the muxer popped but has not used must be handed
+	 * back now, while the ring is still ours and the old mapping valid. */
+	void (*queue_stopping)(void *opaque, unsigned queue_index);
 };
 
 struct vhost_user_device {

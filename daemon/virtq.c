@@ -35,9 +35,24 @@ struct desc_copy {
 
 /* Why a chain was rejected; detail is the descriptor index involved. */
 struct chain_error {
+	enum virtq_chain_fault fault;
 	const char *reason;
 	unsigned detail;
 };
+
+static const char *const fault_names[VIRTQ_FAULT_COUNT] = {
+	[VIRTQ_FAULT_LOOP] = "chain_loop",
+	[VIRTQ_FAULT_OUTSIDE_MEMORY] = "chain_outside_memory",
+	[VIRTQ_FAULT_BAD_INDEX] = "chain_bad_index",
+	[VIRTQ_FAULT_BAD_INDIRECT] = "chain_bad_indirect",
+	[VIRTQ_FAULT_WRONG_DIRECTION] = "chain_wrong_direction",
+	[VIRTQ_FAULT_TOO_LONG] = "chain_too_long",
+};
+
+const char *virtq_chain_fault_name(enum virtq_chain_fault fault)
+{
+	return fault < VIRTQ_FAULT_COUNT ? fault_names[fault] : "unknown";
+}
 
 /* Keeps the compiler from re-reading guest memory instead of our copy. */
 #define compiler_barrier() __asm__ __volatile__("" ::: "memory")
@@ -148,6 +163,28 @@ static void *map_part(const struct guest_memory *memory, uint64_t user_addr,
 	return pointer;
 }
 
+/* Pointer ranges [a, a + a_length) and [b, b + b_length) share a byte. */
+static bool pointers_overlap(const void *a, size_t a_length, const void *b,
+			     size_t b_length)
+{
+	uintptr_t a_start = (uintptr_t)a, b_start = (uintptr_t)b;
+	return a_start < b_start + b_length && b_start < a_start + a_length;
+}
+
+/* The device writes the used ring: it must not land on what the guest
+ * wrote for us to read (descriptors, avail ring). */
+static bool rings_overlap(const struct virtq *queue)
+{
+	size_t size = queue->size;
+	size_t desc_length = DESC_SIZE * size;
+	size_t avail_length = AVAIL_RING_OFFSET + 2 * size + 2;
+	size_t used_length = USED_RING_OFFSET + USED_ELEM_SIZE * size + 2;
+
+	return pointers_overlap(queue->used, used_length, queue->desc, desc_length) ||
+	       pointers_overlap(queue->used, used_length, queue->avail, avail_length) ||
+	       pointers_overlap(queue->desc, desc_length, queue->avail, avail_length);
+}
+
 int virtq_map(struct virtq *queue, const struct guest_memory *memory)
 {
 	uint64_t size = queue->size;
@@ -176,7 +213,21 @@ int virtq_map(struct virtq *queue, const struct guest_memory *memory)
 		queue->desc = NULL;
 		queue->avail = NULL;
 		queue->used = NULL;
+		queue->stats.layouts_invalid++;
 		result = -EFAULT;
+		goto out;
+	}
+	if (rings_overlap(queue)) {
+		log_warn("virtq %u: descriptor table, avail and used rings overlap "
+			 "(desc 0x%llx avail 0x%llx used 0x%llx, size %u)",
+			 queue->index, (unsigned long long)queue->desc_user_addr,
+			 (unsigned long long)queue->avail_user_addr,
+			 (unsigned long long)queue->used_user_addr, queue->size);
+		queue->desc = NULL;
+		queue->avail = NULL;
+		queue->used = NULL;
+		queue->stats.layouts_invalid++;
+		result = -EINVAL;
 		goto out;
 	}
 	queue->used_idx = load_le16(used_idx(queue), __ATOMIC_ACQUIRE);
@@ -202,9 +253,10 @@ static void read_desc(const void *table, unsigned index, struct desc_copy *out)
 	out->next = le16toh(raw.next);
 }
 
-static bool chain_fail(struct chain_error *error, const char *reason,
-		       unsigned detail)
+static bool chain_fail(struct chain_error *error, enum virtq_chain_fault fault,
+		       const char *reason, unsigned detail)
 {
+	error->fault = fault;
 	error->reason = reason;
 	error->detail = detail;
 	return false;
@@ -231,30 +283,30 @@ static bool walk_chain(const struct virtq *queue, const struct guest_memory *mem
 	chain->iov_count = 0;
 	chain->length = 0;
 	if (head >= queue->size)
-		return chain_fail(error, "head index out of range", head);
+		return chain_fail(error, VIRTQ_FAULT_BAD_INDEX, "head index out of range", head);
 	for (;;) {
 		if (++visited > table_length)
-			return chain_fail(error, in_indirect ?
+			return chain_fail(error, VIRTQ_FAULT_LOOP, in_indirect ?
 					  "indirect chain longer than its table (loop)" :
 					  "chain longer than the ring (loop)", index);
 		read_desc(table, index, &desc);
 		if (desc.flags & VRING_DESC_F_INDIRECT) {
 			if (!queue->indirect)
-				return chain_fail(error, "indirect descriptor without "
+				return chain_fail(error, VIRTQ_FAULT_BAD_INDIRECT, "indirect descriptor without "
 						  "RING_INDIRECT_DESC", index);
 			if (in_indirect)
-				return chain_fail(error, "nested indirect table", index);
+				return chain_fail(error, VIRTQ_FAULT_BAD_INDIRECT, "nested indirect table", index);
 			if (desc.flags & VRING_DESC_F_NEXT)
-				return chain_fail(error, "INDIRECT combined with NEXT", index);
+				return chain_fail(error, VIRTQ_FAULT_BAD_INDIRECT, "INDIRECT combined with NEXT", index);
 			if (desc.len == 0 || desc.len % DESC_SIZE != 0)
-				return chain_fail(error, "bad indirect table length", index);
+				return chain_fail(error, VIRTQ_FAULT_BAD_INDIRECT, "bad indirect table length", index);
 			/* virtio: no chain may be longer than the queue */
 			if (desc.len / DESC_SIZE > queue->size)
-				return chain_fail(error, "indirect table longer than the queue",
+				return chain_fail(error, VIRTQ_FAULT_BAD_INDIRECT, "indirect table longer than the queue",
 						  index);
 			table = guest_memory_translate(memory, desc.addr, desc.len);
 			if (table == NULL)
-				return chain_fail(error, "indirect table outside guest "
+				return chain_fail(error, VIRTQ_FAULT_OUTSIDE_MEMORY, "indirect table outside guest "
 						  "memory", index);
 			table_length = desc.len / DESC_SIZE;
 			in_indirect = true;
@@ -264,23 +316,23 @@ static bool walk_chain(const struct virtq *queue, const struct guest_memory *mem
 		}
 		if (queue->direction == VIRTQ_DEVICE_READS &&
 		    (desc.flags & VRING_DESC_F_WRITE))
-			return chain_fail(error, "device-writable descriptor on a "
+			return chain_fail(error, VIRTQ_FAULT_WRONG_DIRECTION, "device-writable descriptor on a "
 					  "device-readable queue", index);
 		if (queue->direction == VIRTQ_DEVICE_WRITES &&
 		    !(desc.flags & VRING_DESC_F_WRITE))
-			return chain_fail(error, "device-readable descriptor on a "
+			return chain_fail(error, VIRTQ_FAULT_WRONG_DIRECTION, "device-readable descriptor on a "
 					  "device-writable queue", index);
 		if (desc.len != 0) {
 			void *buffer = guest_memory_translate(memory, desc.addr, desc.len);
 			if (buffer == NULL)
-				return chain_fail(error, "buffer outside guest memory",
+				return chain_fail(error, VIRTQ_FAULT_OUTSIDE_MEMORY, "buffer outside guest memory",
 						  index);
 			if (chain->iov_count == iov_capacity)
-				return chain_fail(error, "more segments than the caller "
+				return chain_fail(error, VIRTQ_FAULT_TOO_LONG, "more segments than the caller "
 						  "can take", index);
 			total += desc.len;
 			if (total > UINT32_MAX)
-				return chain_fail(error, "total length exceeds 4 GiB",
+				return chain_fail(error, VIRTQ_FAULT_TOO_LONG, "total length exceeds 4 GiB",
 						  index);
 			iov[chain->iov_count].iov_base = buffer;
 			iov[chain->iov_count].iov_len = desc.len;
@@ -289,7 +341,7 @@ static bool walk_chain(const struct virtq *queue, const struct guest_memory *mem
 		if (!(desc.flags & VRING_DESC_F_NEXT))
 			break;
 		if (desc.next >= table_length)
-			return chain_fail(error, "next index out of range", index);
+			return chain_fail(error, VIRTQ_FAULT_BAD_INDEX, "next index out of range", index);
 		index = desc.next;
 	}
 	chain->length = (size_t)total;
@@ -318,6 +370,7 @@ int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
 			goto out;
 		if (pending > queue->size) {
 			queue->broken = true;
+			queue->stats.avail_index_jumps++;
 			log_ratelimited(&queue->malformed_log, LOG_LEVEL_WARN,
 					"virtq %u: avail idx %u is %u entries ahead of "
 					"%u (ring size %u): queue broken", queue->index,
@@ -332,6 +385,7 @@ int virtq_pop(struct virtq *queue, const struct guest_memory *memory,
 			goto out;
 		}
 		queue->stats.chains_malformed++;
+		queue->stats.malformed_by_kind[error.fault]++;
 		log_ratelimited(&queue->malformed_log, LOG_LEVEL_WARN,
 				"virtq: malformed chain: %s (descriptor %u) queue %u "
 				"head %u", error.reason, error.detail, queue->index, head);
@@ -426,6 +480,8 @@ void virtq_drain_kick(struct virtq *queue)
 uint16_t virtq_stop(struct virtq *queue)
 {
 	queue->started = false;
+	queue->stopped_at = queue->last_avail_idx;
+	queue->stopped_at_valid = true;
 	return queue->last_avail_idx;
 }
 

@@ -22,13 +22,31 @@
 
 #define VIRTQ_MAX_SIZE 1024u
 
-/* Counters the muxer reports (stats issue) and tests read. */
+/* Why a chain was malformed; indexes virtq_stats.malformed_by_kind. */
+enum virtq_chain_fault {
+	VIRTQ_FAULT_LOOP,              /* longer than its table: a loop */
+	VIRTQ_FAULT_OUTSIDE_MEMORY,    /* buffer or table not in guest RAM */
+	VIRTQ_FAULT_BAD_INDEX,         /* head or next out of range */
+	VIRTQ_FAULT_BAD_INDIRECT,      /* nested, empty, misshapen indirect */
+	VIRTQ_FAULT_WRONG_DIRECTION,   /* writable on TX, readable on RX */
+	VIRTQ_FAULT_TOO_LONG,          /* over 4 GiB or more segments than
+					  the caller takes */
+	VIRTQ_FAULT_COUNT,
+};
+
+/* Counters the muxer reports and tests read. */
 struct virtq_stats {
 	uint64_t chains_popped;
 	uint64_t chains_malformed;     /* returned used with length 0 */
+	uint64_t malformed_by_kind[VIRTQ_FAULT_COUNT];
+	uint64_t avail_index_jumps;    /* avail idx > size ahead: broken */
+	uint64_t layouts_invalid;      /* rings outside memory or overlapping */
 	uint64_t notifications_sent;
 	uint64_t notifications_suppressed;
 };
+
+/* Stats name of a fault kind ("chain_loop", ...). */
+const char *virtq_chain_fault_name(enum virtq_chain_fault fault);
 
 enum virtq_direction {
 	VIRTQ_DEVICE_READS,   /* TX: every descriptor must be readable */
@@ -65,6 +83,8 @@ struct virtq {
 	 * direction, stats and malformed_log): */
 	uint16_t index;                  /* queue number, for log lines */
 	bool notify_pending;             /* pushed since the last virtq_notify */
+	bool stopped_at_valid;           /* GET_VRING_BASE answered ... */
+	uint16_t stopped_at;             /* ... with this index */
 };
 
 /* One popped chain. iov points into guest memory. */

@@ -163,6 +163,9 @@ static const ProtobufCMessage *body_message(const IpcEnvelope *envelope)
 	case VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REPLY:
 		body = envelope->stats_reply;
 		break;
+	case VSOCKMUX__IPC__ENVELOPE__BODY_HOST_ACCEPT_CONTROL:
+		body = envelope->host_accept_control;
+		break;
 	default:
 		break;
 	}
@@ -290,6 +293,8 @@ const char *ipc_body_name(int body_case)
 		return "StatsRequest";
 	case VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REPLY:
 		return "StatsReply";
+	case VSOCKMUX__IPC__ENVELOPE__BODY_HOST_ACCEPT_CONTROL:
+		return "HostAcceptControl";
 	default:
 		return "(unknown body)";
 	}

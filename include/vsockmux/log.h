@@ -41,6 +41,7 @@ void log_message(enum log_level level, const char *format, ...)
 #define LOG_RATELIMIT_INTERVAL_NS 1000000000ull
 
 struct log_ratelimit {
+	uint32_t burst;          /* lines per interval; 0: LOG_RATELIMIT_BURST */
 	uint64_t window_start_ns;
 	uint32_t printed;
 	uint32_t suppressed;

@@ -13,6 +13,8 @@
 #define OPTIONS_DEFAULT_TX_BUFFER_SIZE (256u * 1024u)
 #define OPTIONS_DEFAULT_QUEUE_SIZE 1024u
 #define OPTIONS_DEFAULT_MAX_CONNECTIONS 4096u
+#define OPTIONS_DEFAULT_MAX_HOST_HANDSHAKES 128u
+#define OPTIONS_DEFAULT_TX_BUFFER_BUDGET (32ull * 1024u * 1024u)
 
 struct vsockmuxd_options {
 	uint64_t guest_cid;
@@ -22,6 +24,9 @@ struct vsockmuxd_options {
 	uint32_t tx_buffer_size;     /* buf_alloc we advertise, ring size */
 	uint16_t queue_size;         /* largest virtqueue we accept */
 	uint32_t max_connections;
+	uint32_t max_host_handshakes; /* host clients still sending CONNECT */
+	uint64_t tx_buffer_budget;   /* guest->host bytes all connections may
+					have buffered or in flight together */
 	enum log_level log_level;
 	const char *control_socket_path; /* --control-socket, default
 					    "<uds-path>.ctl" */

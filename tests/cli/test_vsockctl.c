@@ -399,7 +399,9 @@ static void assert_every_stats_field(json_object *root, unsigned sample)
 		"bytes_to_guest", "packets_from_guest", "packets_to_guest", "dropped",
 		"waits_for_credit", "waits_for_rx_buffers", "broker_connects",
 		"broker_connect_ns_sum", "broker_connect_ns_max", "connections",
-		"connections_truncated",
+		"connections_truncated", "refused_handshake_limit", "handshakes_current",
+		"host_accept_pauses", "tx_buffered_bytes", "tx_window_bytes",
+		"tx_buffer_budget", "windows_limited",
 	};
 	static const char *const connection_fields[] = {
 		"local_port", "peer_port", "from_host", "state", "age_ms", "idle_ms",

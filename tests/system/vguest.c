@@ -366,10 +366,21 @@ struct vguest *vguest_create(const struct vguest_options *options)
 		return NULL;
 	}
 
-	vg->mem_fd = memfd_create("vguest-memory", MFD_CLOEXEC);
+	if (options->rx_layout == VGUEST_RX_SCATTER &&
+	    (options->rx_scatter_segments == 0 ||
+	     options->rx_scatter_segments > VGUEST_MAX_RX_SCATTER ||
+	     options->rx_scatter_segments > options->rx_split_payload)) {
+		errno = EINVAL;
+		goto fail;
+	}
+	vg->mem_fd = memfd_create("vguest-memory", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (vg->mem_fd < 0)
 		goto fail;
 	if (ftruncate(vg->mem_fd, (off_t)vg->mem_size) != 0)
+		goto fail;
+	/* QEMU's memory-backend-memfd seals its memory against shrinking */
+	if (!options->unsealed_memory &&
+	    fcntl(vg->mem_fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0)
 		goto fail;
 	vg->mem = mmap(NULL, vg->mem_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 		       vg->mem_fd, 0);
@@ -807,7 +818,15 @@ static int vg_setup(struct vguest *vg)
 }
 
 /* The driver starts (QEMU vhost_dev_start): features, memory, rings. */
+static int vg_setup_start_at(struct vguest *vg, const uint16_t *bases);
+
 static int vg_setup_start(struct vguest *vg)
+{
+	return vg_setup_start_at(vg, NULL);
+}
+
+/* The driver start; each queue restarts at bases[i] (NULL: ring_base). */
+static int vg_setup_start_at(struct vguest *vg, const uint16_t *bases)
 {
 	bool reply_ack = vg->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK);
 	uint64_t offered = vg->features_offered, want_features;
@@ -866,7 +885,7 @@ static int vg_setup_start(struct vguest *vg)
 		q->kick_fd = kick;
 		if (vg_vu_set_state(vg, VHOST_USER_SET_VRING_NUM, i, q->size) != 0 ||
 		    vg_vu_set_state(vg, VHOST_USER_SET_VRING_BASE, i,
-				    vg->opts.ring_base) != 0 ||
+				    bases ? bases[i] : vg->opts.ring_base) != 0 ||
 		    vg_vu_send(vg, VHOST_USER_SET_VRING_ADDR, 0, &addr, sizeof(addr),
 			       NULL, 0) != 0 ||
 		    vg_vu_set_u64(vg, VHOST_USER_SET_VRING_KICK, i, &kick, 1, false) != 0)
@@ -1025,6 +1044,45 @@ int vguest_reset_device(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
 	return 0;
 }
 
+int vguest_stop_cont(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
+{
+	uint16_t restart[VGUEST_QUEUE_COUNT];
+
+	if (!vg->connected || vg->vhost_fd < 0) {
+		vg_set_error(vg, "not connected");
+		errno = ENOTCONN;
+		return -1;
+	}
+	/* vhost_dev_stop: the backend hands the rings back */
+	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++) {
+		struct vhost_user_vring_state state = { .index = i, .num = 0 };
+		if (vg_vu_send(vg, VHOST_USER_GET_VRING_BASE, 0, &state, sizeof(state),
+			       NULL, 0) != 0 ||
+		    vg_vu_reply(vg, VHOST_USER_GET_VRING_BASE, &state, sizeof(state)) != 0)
+			return -1;
+		if (state.index != i || state.num > UINT16_MAX) {
+			vg_set_error(vg, "GET_VRING_BASE(%u) answered %u/%u", i,
+				     state.index, state.num);
+			return -1;
+		}
+		restart[i] = (uint16_t)state.num;
+		if (bases)
+			bases[i] = state.num;
+	}
+	/* vhost_dev_start on the same rings, where they stopped */
+	if (vg_setup_start_at(vg, restart) != 0)
+		return -1;
+	vg_rx_refill(vg);
+	vg_kick(vg, VGUEST_QUEUE_RX);
+	vg_kick(vg, VGUEST_QUEUE_TX);
+	return 0;
+}
+
+int vguest_memory_fd(const struct vguest *vg)
+{
+	return vg->mem_fd;
+}
+
 int vguest_swap_call_fds(struct vguest *vg)
 {
 	bool ack = vg->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK);
@@ -1125,6 +1183,8 @@ static void vg_kick(struct vguest *vg, unsigned index)
 
 static unsigned vg_rx_descs_per_buffer(const struct vguest *vg)
 {
+	if (vg->opts.rx_layout == VGUEST_RX_SCATTER)
+		return 1u + vg->opts.rx_scatter_segments;
 	return vg->opts.rx_layout == VGUEST_RX_SINGLE ? 1u : 2u;
 }
 
@@ -1132,14 +1192,30 @@ static unsigned vg_rx_descs_per_buffer(const struct vguest *vg)
 static int vg_rx_post_one(struct vguest *vg)
 {
 	struct vg_queue *q = &vg->queues[VGUEST_QUEUE_RX];
-	uint16_t descs[2];
+	uint16_t descs[1 + VGUEST_MAX_RX_SCATTER];
 	unsigned count = vg_rx_descs_per_buffer(vg);
 	uint64_t base;
 
 	if (vg_alloc_descs(q, count, descs) != 0)
 		return -1;
 	base = vg->rx_area + (uint64_t)descs[0] * vg->rx_stride;
-	if (count == 1) {
+	if (vg->opts.rx_layout == VGUEST_RX_SCATTER) {
+		/* the payload stays contiguous in memory (vg_rx_iov reads it
+		 * as one piece), but each slice is its own descriptor */
+		uint32_t piece = vg->opts.rx_split_payload / vg->opts.rx_scatter_segments;
+		vg_desc_set(&q->desc[descs[0]], base, VSOCK_HEADER_SIZE,
+			    VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, descs[1]);
+		for (unsigned k = 0; k < vg->opts.rx_scatter_segments; k++) {
+			bool last = k + 1 == vg->opts.rx_scatter_segments;
+			uint32_t length = last ? vg->opts.rx_split_payload - piece * k : piece;
+			vg_desc_set(&q->desc[descs[1 + k]],
+				    base + VG_RX_SPLIT_PAYLOAD_OFFSET + (uint64_t)piece * k,
+				    length, VRING_DESC_F_WRITE | (last ? 0 : VRING_DESC_F_NEXT),
+				    last ? 0 : descs[2 + k]);
+		}
+		vg_publish(q, descs, count, -1, 0,
+			   VSOCK_HEADER_SIZE + vg->opts.rx_split_payload);
+	} else if (count == 1) {
 		vg_desc_set(&q->desc[descs[0]], base, vg->opts.rx_buf_size,
 			    VRING_DESC_F_WRITE, 0);
 		vg_publish(q, descs, 1, -1, 0, vg->opts.rx_buf_size);
@@ -2008,6 +2084,12 @@ static void vg_rx_used(struct vguest *vg, uint16_t id, uint32_t len)
 		/* one of our malformed RX buffers: record, never parse */
 		vg->tokens[chain->token - 1].done = true;
 		vg->tokens[chain->token - 1].used_len = len;
+		vg_free_chain(vg, q, id);
+		return;
+	}
+	if (len == 0) {
+		/* handed back unused (the device stopped): drop and repost */
+		vg->stats.rx_used_empty++;
 		vg_free_chain(vg, q, id);
 		return;
 	}

@@ -46,6 +46,8 @@
 enum vguest_rx_layout {
 	VGUEST_RX_SINGLE,  /* one write-only descriptor: header + payload */
 	VGUEST_RX_SPLIT,   /* 44-byte header descriptor + payload descriptor */
+	VGUEST_RX_SCATTER, /* 44-byte header descriptor + rx_split_payload
+			      bytes over rx_scatter_segments descriptors */
 };
 
 /* Shape of the TX chains we post for packets with payload. */
@@ -80,7 +82,13 @@ struct vguest_options {
 					(near 65535 to test index wrap) */
 	int io_timeout_ms;           /* bound on each vhost-user reply */
 	bool trace;                  /* print every packet on stderr */
+	unsigned rx_scatter_segments;/* VGUEST_RX_SCATTER: payload descriptors
+					(1 .. VGUEST_MAX_RX_SCATTER) */
+	bool unsealed_memory;        /* guest memory memfd without
+					F_SEAL_SHRINK (QEMU seals) */
 };
+
+#define VGUEST_MAX_RX_SCATTER 64u
 
 /* Fill *options with the Linux 6.1 / QEMU 7.2 defaults. */
 void vguest_options_default(struct vguest_options *options);
@@ -180,6 +188,9 @@ struct vguest_stats {
 	uint64_t bad_used_ids;         /* used id we never posted */
 	uint64_t tx_ring_full;         /* a send waited for descriptors */
 	uint64_t backend_messages;     /* unexpected vhost-user messages */
+	uint64_t rx_used_empty;        /* RX buffers handed back unused
+					  (length 0: dropped and reposted,
+					  as Linux does) */
 };
 
 /* Malformed TX chains for vguest_post_bad_chain. */
@@ -378,5 +389,13 @@ uint16_t vguest_avail_idx(const struct vguest *vg, unsigned index);
  * NEED_REPLY when REPLY_ACK was negotiated). Signals on the old fds after
  * the ack count as stale_call_signals and are otherwise ignored. */
 int vguest_swap_call_fds(struct vguest *vg);
+/*
+ * QEMU's stop/cont (also snapshots): GET_VRING_BASE on both queues, then
+ * vhost_dev_start again on the same rings, memory and sockets, restarting
+ * each queue at the base it returned (bases[] gets them, may be NULL).
+ */
+int vguest_stop_cont(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT]);
+/* The guest memory memfd (still owned by vg). */
+int vguest_memory_fd(const struct vguest *vg);
 
 #endif

@@ -45,6 +45,8 @@ static int setup(void **state)
 	fixture->options.tx_buffer_size = 65536;
 	fixture->options.queue_size = 256;
 	fixture->options.max_connections = 4;
+	fixture->options.max_host_handshakes = OPTIONS_DEFAULT_MAX_HOST_HANDSHAKES;
+	fixture->options.tx_buffer_budget = OPTIONS_DEFAULT_TX_BUFFER_BUDGET;
 	fixture->options.log_level = LOG_LEVEL_ERROR;
 	log_set_level(LOG_LEVEL_ERROR);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel), 0);

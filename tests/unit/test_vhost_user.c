@@ -126,6 +126,15 @@ static int setup(void **state)
 	}
 	current = &harness;
 	*state = &harness;
+	/* most cases start after SET_OWNER; setup_unowned() does not */
+	harness.device.owner_set = true;
+	return 0;
+}
+
+static int setup_unowned(void **state)
+{
+	setup(state);
+	((struct harness *)*state)->device.owner_set = false;
 	return 0;
 }
 
@@ -478,20 +487,12 @@ static void test_reply_ack_on_mem_table(void **state)
 	assert_int_equal(harness->events.resets, 0);
 
 	negotiate(harness, ALL_PROTOCOL_FEATURES, ALL_FEATURES);
-	/* success: 0; replacing mapped memory resets the device first */
+	/* success: 0; a new table while memory is mapped keeps the device
+	 * (memory hot-plug: the connections survive) */
 	assert_int_equal(send_mem_table(harness, VHOST_USER_FLAG_NEED_REPLY,
 					harness->memfd), 0);
 	assert_int_equal(expect_reply_u64(harness, VHOST_USER_SET_MEM_TABLE), 0);
-	assert_int_equal(harness->events.resets, 1);
-	assert_true(harness->events.memory_mapped_at_reset);
-	/* an fd that cannot be mapped: 1, the old table stays, we go on */
-	assert_int_equal(pipe(pipe_fds), 0);
-	assert_int_equal(send_mem_table(harness, VHOST_USER_FLAG_NEED_REPLY,
-					pipe_fds[0]), 0);
-	assert_int_equal(expect_reply_u64(harness, VHOST_USER_SET_MEM_TABLE), 1);
-	assert_int_equal(harness->device.memory.region_count, 1);
-	close(pipe_fds[0]);
-	close(pipe_fds[1]);
+	assert_int_equal(harness->events.resets, 0);
 	/* no NEED_REPLY: no ack */
 	assert_int_equal(send_mem_table(harness, 0, harness->memfd), 0);
 	expect_no_reply(harness);
@@ -500,6 +501,67 @@ static void test_reply_ack_on_mem_table(void **state)
 				 VHOST_USER_FLAG_NEED_REPLY, NULL, 0, NULL, 0), 0);
 	assert_int_equal(expect_reply_u64(harness, VHOST_USER_GET_FEATURES), ALL_FEATURES);
 	expect_no_reply(harness);
+	/* an fd that cannot be mapped: the frontend is dropped */
+	assert_int_equal(pipe(pipe_fds), 0);
+	assert_int_equal(send_mem_table(harness, VHOST_USER_FLAG_NEED_REPLY,
+					pipe_fds[0]), -1);
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+}
+
+/* A region announced larger than its file would raise SIGBUS on first
+ * touch: refused, frontend dropped, nothing mapped. */
+static void test_mem_table_larger_than_file_drops(void **state)
+{
+	struct harness *harness = *state;
+	int small = memfd_create("vhost-user-small", MFD_CLOEXEC);
+
+	assert_true(small >= 0);
+	assert_int_equal(ftruncate(small, 64 * 1024), 0);
+	assert_int_equal(send_mem_table(harness, 0, small), -1);
+	assert_int_equal(harness->device.memory.region_count, 0);
+	close(small);
+}
+
+/* Before SET_OWNER only the feature queries are served. */
+static void test_requests_before_owner_drop(void **state)
+{
+	struct harness *harness = *state;
+	uint64_t value;
+
+	assert_int_equal(get_u64(harness, VHOST_USER_GET_FEATURES, &value), 0);
+	assert_int_equal(get_u64(harness, VHOST_USER_GET_PROTOCOL_FEATURES, &value), 0);
+	assert_int_equal(request_u64(harness, VHOST_USER_SET_FEATURES, 0, ALL_FEATURES), -1);
+}
+
+/* A kick without an fd would need ring polling: refused. */
+static void test_nofd_kick_drops(void **state)
+{
+	struct harness *harness = *state;
+	uint64_t value = VHOST_USER_VRING_NOFD_MASK; /* queue 0, no fd */
+
+	assert_int_equal(request(harness, VHOST_USER_SET_VRING_KICK, 0, &value,
+				 sizeof(value), NULL, 0), -1);
+}
+
+/* Handed call/kick/err fds become non-blocking (the fd description is
+ * shared, so the flag is visible here). */
+static void test_vring_fds_made_nonblocking(void **state)
+{
+	struct harness *harness = *state;
+	static const uint32_t requests[] = { VHOST_USER_SET_VRING_KICK,
+					     VHOST_USER_SET_VRING_CALL,
+					     VHOST_USER_SET_VRING_ERR };
+
+	for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++) {
+		int fd = eventfd(0, EFD_CLOEXEC); /* blocking */
+		uint64_t value = 1;
+		assert_true(fd >= 0);
+		assert_int_equal(request(harness, requests[i], 0, &value, sizeof(value),
+					 &fd, 1), 0);
+		assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+		close(fd);
+	}
 }
 
 static void write_tx_chain(struct harness *harness, uint16_t head)
@@ -587,10 +649,12 @@ static void test_qemu_sequence_live_call_swap_and_stop(void **state)
 	assert_false(harness->events.ready[1]);
 	assert_int_equal(harness->events.ready_changes, 3);
 
-	/* restart it where it stopped */
+	/* restart it at 0, not where it stopped (1): the driver started over,
+	 * so the device's connections are reset */
 	send_ring_setup(harness, VSOCK_QUEUE_TX);
 	assert_true(harness->events.ready[1]);   /* still enabled */
 	assert_int_equal(tx->last_avail_idx, 0); /* base 0 as sent */
+	assert_int_equal(harness->events.resets, 1);
 
 	/* the frontend goes away: kick fds out, queues down, reset, closed */
 	harness->events.kick_changes = 0;
@@ -599,13 +663,13 @@ static void test_qemu_sequence_live_call_swap_and_stop(void **state)
 	assert_int_equal(harness->events.kick_new, -1);
 	assert_false(harness->events.ready[0]);
 	assert_false(harness->events.ready[1]);
-	assert_int_equal(harness->events.resets, 1);
+	assert_int_equal(harness->events.resets, 2);
 	assert_false(vhost_user_is_attached(device));
 	assert_int_equal(device->memory.region_count, 0);
 	assert_int_equal(device->queues[0].call_fd, -1);
 	assert_int_equal(device->features_acked, 0);
 	vhost_user_detach(device);                  /* idempotent */
-	assert_int_equal(harness->events.resets, 1);
+	assert_int_equal(harness->events.resets, 2);
 	assert_int_equal(harness->events.kick_changes, 2);
 	assert_int_equal(vhost_user_handle_readable(device), -1);
 }
@@ -859,6 +923,13 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_fd_counts_drop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nofd_clears_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mem_table_larger_than_file_drops,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_requests_before_owner_drop,
+						setup_unowned, teardown),
+		cmocka_unit_test_setup_teardown(test_nofd_kick_drops, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vring_fds_made_nonblocking,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_vring_values_drop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eof_drops, setup, teardown),
 	};
