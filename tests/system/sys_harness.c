@@ -805,6 +805,16 @@ struct host_conn *host_connect(struct sys_harness *h)
 	return host_conn_new(h, fd, name);
 }
 
+struct host_conn *host_conn_adopt(struct sys_harness *h, int fd)
+{
+	static unsigned counter;
+	char name[48];
+
+	CHECKF(sys_set_nonblock(fd) == 0, "fcntl: %s", strerror(errno));
+	snprintf(name, sizeof(name), "host-adopted-%u", ++counter);
+	return host_conn_new(h, fd, name);
+}
+
 struct host_conn *host_connect_port(struct sys_harness *h, uint32_t port)
 {
 	char line[32];

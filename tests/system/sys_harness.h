@@ -221,6 +221,8 @@ void sys_tx_barrier(struct sys_harness *h, struct vguest *vg);
 
 /* ---- host connections ---- */
 struct host_conn *host_connect(struct sys_harness *h);
+/* Take over a connected AF_UNIX stream fd (made non-blocking). */
+struct host_conn *host_conn_adopt(struct sys_harness *h, int fd);
 /* host_connect + "CONNECT <port>\n" */
 struct host_conn *host_connect_port(struct sys_harness *h, uint32_t port);
 void host_write(struct host_conn *c, const void *data, size_t len);

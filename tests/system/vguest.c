@@ -41,7 +41,7 @@
 #define VG_TX_SLOT_TABLE2 0x6000u
 #define VG_TX_SLOT_DATA 0x8000u
 #define VG_TX_SLOTS_MAX 128u
-#define VG_CHAIN_MAX_DESCS 20u
+#define VG_CHAIN_MAX_DESCS 72u    /* 1 + VGUEST_MAX_RX_SCATTER, with room */
 #define VG_MAX_STALE_FDS 4u
 #define VG_MAX_ERROR_PRINTS 50u
 #define VG_MIN_MEMORY_SIZE (40u * 1024u * 1024u)
@@ -1075,6 +1075,33 @@ int vguest_stop_cont(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
 	vg_rx_refill(vg);
 	vg_kick(vg, VGUEST_QUEUE_RX);
 	vg_kick(vg, VGUEST_QUEUE_TX);
+	return 0;
+}
+
+int vguest_resend_mem_table(struct vguest *vg)
+{
+	bool reply_ack = vg->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK);
+	struct vhost_user_memory memory;
+
+	memset(&memory, 0, sizeof(memory));
+	memory.nregions = 1;
+	memory.regions[0].guest_phys_addr = 0;
+	memory.regions[0].memory_size = vg->mem_size;
+	memory.regions[0].user_addr = vg_user_addr(vg, 0);
+	memory.regions[0].mmap_offset = 0;
+	if (vg_vu_send(vg, VHOST_USER_SET_MEM_TABLE,
+		       reply_ack ? VHOST_USER_FLAG_NEED_REPLY : 0, &memory,
+		       8 + sizeof(struct vhost_user_memory_region), &vg->mem_fd, 1) != 0)
+		return -1;
+	if (reply_ack) {
+		uint64_t ack = 1;
+		if (vg_vu_reply(vg, VHOST_USER_SET_MEM_TABLE, &ack, sizeof(ack)) != 0)
+			return -1;
+		if (ack != 0) {
+			vg_set_error(vg, "SET_MEM_TABLE acked with %" PRIu64, ack);
+			return -1;
+		}
+	}
 	return 0;
 }
 

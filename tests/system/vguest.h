@@ -395,6 +395,8 @@ int vguest_swap_call_fds(struct vguest *vg);
  * each queue at the base it returned (bases[] gets them, may be NULL).
  */
 int vguest_stop_cont(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT]);
+/* SET_MEM_TABLE again on the live rings (QEMU memory hot-plug). */
+int vguest_resend_mem_table(struct vguest *vg);
 /* The guest memory memfd (still owned by vg). */
 int vguest_memory_fd(const struct vguest *vg);
 
