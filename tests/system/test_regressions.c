@@ -524,6 +524,62 @@ static void test_tx_budget_bounds_memory(struct sys_harness *h)
 	sys_stats_free(response);
 }
 
+/*
+ * Host clients that connect and never send their line hold no more than
+ * their own cap of slots: accepting pauses at --max-host-handshakes, the
+ * rest wait in the listen backlog, and guest connections go on.
+ */
+static void test_half_open_host_clients_capped(struct sys_harness *h)
+{
+	static const char *const args[] = { "--max-host-handshakes", "32",
+					     "--max-connections", "256", NULL };
+	const unsigned clients = 1000;
+	int *fds = calloc(clients, sizeof(*fds));
+	struct host_listener *listener;
+	struct host_conn *c;
+	struct vguest_sock *g;
+	Vsockmux__Control__Response *response;
+	unsigned connected = 0;
+
+	CHECK(fds);
+	sys_start_daemon(h, args);
+	(void)sys_guest_new(h, NULL);
+	for (unsigned i = 0; i < clients; i++) {
+		struct sockaddr_un address = { .sun_family = AF_UNIX };
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		CHECK(fds[i] >= 0);
+		snprintf(address.sun_path, sizeof(address.sun_path), "%s", h->uds_path);
+		if (connect(fds[i], (struct sockaddr *)&address, sizeof(address)) == 0)
+			connected++;
+		else
+			CHECKF(errno == EAGAIN, "connect: %s", strerror(errno));
+	}
+	/* observe a while: the muxer must have paused accepting */
+	sys_pump_for(h, 300);
+	response = sys_query_stats(h, false);
+	printf("%u half-open host clients (%u connected): %" PRIu64 " in handshake, "
+	       "%" PRIu64 " accept pauses, %" PRIu64 " refused at the cap\n", clients,
+	       connected, response->stats->handshakes_current,
+	       response->stats->host_accept_pauses,
+	       response->stats->refused_handshake_limit);
+	CHECK(response->stats->handshakes_current <= 64);
+	CHECK(response->stats->host_accept_pauses >= 1);
+	sys_stats_free(response);
+	/* the slots guest connections need are free */
+	listener = host_listen(h, 1234);
+	for (unsigned i = 0; i < 8; i++) {
+		sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+		exchange(h, c, g, 40 + i, 64 * KIB, 10000);
+	}
+	for (unsigned i = 0; i < clients; i++)
+		close(fds[i]);
+	free(fds);
+	WAIT_FOR(h, 10000, (response = sys_query_stats(h, false),
+			    connected = (unsigned)response->stats->handshakes_current,
+			    sys_stats_free(response), connected == 0));
+	expect_new_connection_works(h, h->vg, 64);
+}
+
 static const struct sys_test tests[] = {
 	{ "stop_cont_keeps_rx_buffers", test_stop_cont_keeps_rx_buffers, 60 },
 	{ "memory_larger_than_file", test_memory_larger_than_file, 30 },
@@ -536,6 +592,7 @@ static const struct sys_test tests[] = {
 	{ "request_flood_without_rx_buffers", test_request_flood_without_rx_buffers, 90 },
 	{ "host_clients_while_muxer_stopped", test_host_clients_while_muxer_stopped, 90 },
 	{ "tx_budget_bounds_memory", test_tx_budget_bounds_memory, 120 },
+	{ "half_open_host_clients_capped", test_half_open_host_clients_capped, 60 },
 };
 
 int main(int argc, char **argv)

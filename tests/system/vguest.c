@@ -1219,7 +1219,7 @@ static unsigned vg_rx_descs_per_buffer(const struct vguest *vg)
 static int vg_rx_post_one(struct vguest *vg)
 {
 	struct vg_queue *q = &vg->queues[VGUEST_QUEUE_RX];
-	uint16_t descs[1 + VGUEST_MAX_RX_SCATTER];
+	uint16_t descs[1 + VGUEST_MAX_RX_SCATTER] = { 0 };
 	unsigned count = vg_rx_descs_per_buffer(vg);
 	uint64_t base;
 
