@@ -828,9 +828,7 @@ static int vg_setup_start(struct vguest *vg)
 /* The driver start; each queue restarts at bases[i] (NULL: ring_base). */
 static int vg_setup_start_at(struct vguest *vg, const uint16_t *bases)
 {
-	bool reply_ack = vg->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK);
 	uint64_t offered = vg->features_offered, want_features;
-	struct vhost_user_memory memory;
 
 	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++)
 		if (vg_set_call(vg, i, false) != 0)
@@ -848,25 +846,8 @@ static int vg_setup_start_at(struct vguest *vg, const uint16_t *bases)
 			  NULL, 0, false) != 0)
 		return -1;
 
-	memset(&memory, 0, sizeof(memory));
-	memory.nregions = 1;
-	memory.regions[0].guest_phys_addr = 0;
-	memory.regions[0].memory_size = vg->mem_size;
-	memory.regions[0].user_addr = vg_user_addr(vg, 0);
-	memory.regions[0].mmap_offset = 0;
-	if (vg_vu_send(vg, VHOST_USER_SET_MEM_TABLE,
-		       reply_ack ? VHOST_USER_FLAG_NEED_REPLY : 0, &memory,
-		       8 + sizeof(struct vhost_user_memory_region), &vg->mem_fd, 1) != 0)
+	if (vguest_resend_mem_table(vg) != 0)
 		return -1;
-	if (reply_ack) {
-		uint64_t ack = 1;
-		if (vg_vu_reply(vg, VHOST_USER_SET_MEM_TABLE, &ack, sizeof(ack)) != 0)
-			return -1;
-		if (ack != 0) {
-			vg_set_error(vg, "SET_MEM_TABLE acked with %" PRIu64, ack);
-			return -1;
-		}
-	}
 
 	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++) {
 		struct vg_queue *q = &vg->queues[i];
