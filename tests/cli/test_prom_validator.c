@@ -63,8 +63,8 @@ static void test_rejects_mistakes(void **state)
 		/* negative counter */
 		"# HELP demo_x_total X.\n# TYPE demo_x_total counter\ndemo_x_total -1\n",
 		/* interleaved families */
-		"# HELP demo_a A.\n# TYPE demo_a gauge\ndemo_a 1\n"
-		"# HELP demo_b B.\n# TYPE demo_b gauge\ndemo_b 1\ndemo_a{x=\"1\"} 2\n",
+		("# HELP demo_a A.\n# TYPE demo_a gauge\ndemo_a 1\n"
+		 "# HELP demo_b B.\n# TYPE demo_b gauge\ndemo_b 1\ndemo_a{x=\"1\"} 2\n"),
 		/* second TYPE */
 		"# HELP demo_x X.\n# TYPE demo_x gauge\n# TYPE demo_x gauge\ndemo_x 1\n",
 		/* unknown type */
