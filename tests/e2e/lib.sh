@@ -17,6 +17,9 @@ e2e_qemu_ok() {
     if ! command -v "$QEMU" >/dev/null; then
         E2E_WHY="$QEMU not installed (Debian package qemu-system-x86)"; return 1
     fi
+    if ! command -v socat >/dev/null; then
+        E2E_WHY="socat not installed (Debian package socat, for QEMU's QMP)"; return 1
+    fi
     if ! "$QEMU" -device help 2>/dev/null | grep -q '"vhost-user-vsock-pci"'; then
         E2E_WHY="$QEMU has no vhost-user-vsock-pci device"; return 1
     fi
@@ -74,6 +77,14 @@ wait_file() {
 now() { date +%s.%N; }
 elapsed() { python3 -c "print('%.2f' % ($2 - $1))" 2>/dev/null || echo "?"; }
 
+# qmp COMMAND...: run QMP commands on the running QEMU (bounded)
+qmp() {
+    local input='{"execute":"qmp_capabilities"}'
+    for c in "$@"; do input="$input
+{\"execute\":\"$c\"}"; done
+    echo "$input" | timeout 10 socat - UNIX-CONNECT:"$DIR/qmp.sock"
+}
+
 # start_qemu SERIAL SCENARIOS: boot the guest attached to $DIR/vhost.sock;
 # the guest's /init runs SCENARIOS (vsockmux_e2e=...) and then powers off
 start_qemu() {
@@ -87,6 +98,7 @@ start_qemu() {
         -kernel "$KERNEL" -initrd "$INITRD" \
         -append "console=ttyS0 panic=-1 rdinit=/init loglevel=4 vsockmux_e2e=$2" \
         -nodefaults -display none -monitor none -serial file:"$1" -no-reboot \
+        -qmp unix:"$DIR/qmp.sock",server=on,wait=off \
         >> "$DIR/qemu.log" 2>&1 < /dev/null &
     QPID=$!
     PIDS="$PIDS $QPID"

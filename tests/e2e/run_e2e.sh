@@ -36,7 +36,7 @@ skip() {
     {
         echo "################################################################"
         echo "## E2E SUITE SKIPPED (NOT PASSED): $*"
-        echo "## install: apt-get install qemu-system-x86 busybox-static, and"
+        echo "## install: apt-get install qemu-system-x86 busybox-static socat, and"
         echo "## make 'apt-get download linux-image-amd64's image' work"
         echo "################################################################"
     } | tee /dev/stderr
@@ -178,6 +178,20 @@ if wait_file "$SERIAL2" '^E2E-BOOTED' 120 $QPID; then
     BOOT2=$(elapsed "$T0" "$(now)")
     echo "run_e2e: guest 2 booted in ${BOOT2}s"
     if wait_file "$SERIAL2" "^E2E-READY h2g-echo-2[[:space:]]*\$" 120 $QPID; then
+        # QEMU stop/cont (as for snapshots) hands the rings back and starts
+        # them again where they stopped: the device must come back whole
+        stopped_before=$(grep -ac 'queue 0 stopped' "$DLOG")
+        cycles_ok=0
+        for i in 1 2 3 4 5 6 7 8 9 10; do
+            qmp stop cont | grep -q '"return"' && cycles_ok=$((cycles_ok+1))
+        done
+        stopped=$(( $(grep -ac 'queue 0 stopped' "$DLOG") - stopped_before ))
+        if [ $cycles_ok -eq 10 ] && [ $stopped -ge 10 ] &&
+           ! grep -aq 'the guest driver was reset' "$DLOG"; then
+            HARNESS[stop-cont-10]="PASS 10 QEMU stop/cont cycles, rings stopped $stopped times and resumed where they stopped"
+        else
+            HARNESS[stop-cont-10]="FAIL $cycles_ok QMP stop/cont answered, rings stopped $stopped times"
+        fi
         timeout 120 "$AGENT" host-connect h2g-echo-2 "$DIR/vsock.sock" 5000 echo >> "$HOSTRES" 2>&1
     else
         echo "E2E-RESULT h2g-echo-2 FAIL guest 2 never printed E2E-READY" >> "$HOSTRES"
@@ -247,6 +261,7 @@ SCENARIOS=(
  "qemu-sigkill-restart:host:hold harness:daemon-survives-qemu-kill guest2:guest-vsock-probe guest2:h2g-echo-2 host:h2g-echo-2 guest2:g2h-echo-2 host:g2h-echo-2"
  "seqpacket-auto:harness:guest-seqpacket-feature-off guest:seqpacket-refused guest:seqpacket-stream host:seqpacket-stream"
  "transport-probe-and-daemon-health:guest:guest-vsock-probe harness:daemon-alive-at-end"
+ "qemu-stop-cont:harness:stop-cont-10 guest2:h2g-echo-2 host:h2g-echo-2"
 )
 echo "---- scenarios"
 fail=0
