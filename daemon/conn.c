@@ -378,7 +378,9 @@ static void on_guest_response(struct muxer *muxer, struct conn *conn,
 	int length;
 	(void)payload;
 	(void)payload_count;
-	if (!conn || conn->state != CONN_HOST_REQUESTED) {
+	/* a RESPONSE counts only once our REQUEST reached the guest */
+	if (!conn || conn->state != CONN_HOST_REQUESTED ||
+	    (conn->pending & CONN_PENDING_REQUEST)) {
 		if (conn)
 			conn_reset(muxer, conn, "unexpected RESPONSE");
 		else

@@ -319,6 +319,8 @@ static void test_host_connect_handshake(void **state)
 	assert_true(conn->local_port >= (1u << 30) && conn->local_port < (1u << 31));
 	assert_true(conn->pending & CONN_PENDING_REQUEST);
 
+	/* the REQUEST reaches the guest (the RX path is not driven here) */
+	conn->pending &= ~(uint32_t)CONN_PENDING_REQUEST;
 	guest_send(fixture, VSOCK_OP_RESPONSE, 52, conn->local_port, 0);
 	assert_int_equal(conn->state, CONN_ESTABLISHED);
 	snprintf(buffer, sizeof(buffer), "OK %u\n", conn->local_port);
@@ -330,6 +332,30 @@ static void test_host_connect_handshake(void **state)
 	got = recv(conn->host_fd, buffer, sizeof(buffer), MSG_PEEK);
 	assert_int_equal(got, 5);
 	assert_memory_equal(buffer, "early", 5);
+	close(pair[1]);
+}
+
+/* A RESPONSE that arrives before our REQUEST went out is a guess of the
+ * host port: the connection is reset, the client never sees OK. */
+static void test_response_before_request_resets(void **state)
+{
+	struct fixture *fixture = *state;
+	int pair[2];
+	struct conn *conn;
+	uint32_t local_port;
+	char byte;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				    0, pair), 0);
+	conn_adopt_host_client(&fixture->muxer, pair[0]);
+	conn = &fixture->muxer.table.slots[0];
+	assert_int_equal(write(pair[1], "CONNECT 52\n", 11), 11);
+	conn_on_host_event(&fixture->muxer, conn, EPOLLIN);
+	assert_int_equal(conn->state, CONN_HOST_REQUESTED);
+	local_port = conn->local_port;
+	guest_send(fixture, VSOCK_OP_RESPONSE, 52, local_port, 0);
+	assert_null(conn_table_lookup(&fixture->muxer.table, local_port, 52));
+	assert_int_equal(read(pair[1], &byte, 1), 0); /* closed, no OK */
 	close(pair[1]);
 }
 
@@ -425,6 +451,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_full_shutdown_resets_after_flush, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_host_socket_buffers_then_flushes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_connect_handshake, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_response_before_request_resets,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_connect_line_closes_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_guest_refuses_host_connect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_op_and_type_get_rst, setup, teardown),
