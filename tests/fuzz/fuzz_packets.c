@@ -30,6 +30,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,9 @@ struct harness {
 	struct muxer muxer;
 	struct vsockmuxd_options options;
 	int channel[2];
+	int frontend[2];          /* the VMM's socket: vhost_user_detach at the
+				     end unmaps guest memory, as on a real VMM
+				     disconnect */
 	int host_ends[MAX_HOST_ENDS];
 	bool host_end_is_client[MAX_HOST_ENDS]; /* reads "OK <port>\n" too */
 	unsigned host_end_count;
@@ -122,6 +126,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
+	/* as muxer_run and the broker do: a write to a closed socket is an
+	 * error return, not a signal */
+	signal(SIGPIPE, SIG_IGN);
 	log_set_level(LOG_LEVEL_ERROR);
 	memory_fd = memfd_create("fuzz-packets-guest", MFD_CLOEXEC);
 	if (memory_fd < 0 || ftruncate(memory_fd, MEMORY_SIZE) < 0)
@@ -602,6 +609,9 @@ static void setup(uint8_t config)
 			 h.channel) == 0, "socketpair");
 	check(muxer_init(&h.muxer, &h.options, h.channel[0]) == 0, "muxer_init");
 
+	check(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, h.frontend) == 0,
+	      "socketpair");
+	vhost_user_attach(&h.muxer.device, h.frontend[0]);
 	memset(guest, 0, MEMORY_SIZE);
 	memset(&table, 0, sizeof(table));
 	table.nregions = 1;
@@ -632,6 +642,8 @@ static void teardown(void)
 			(unsigned long long)h.muxer.stats.bytes_to_host,
 			(unsigned long long)h.host_read_bytes, h.muxer.table.in_use);
 	muxer_destroy(&h.muxer);
+	check(h.muxer.device.memory.region_count == 0, "guest memory still mapped");
+	close(h.frontend[1]);
 	close(h.channel[0]);
 	while (ipc_receive(h.channel[1], &envelope, &fd) == 1) {
 		ipc_free(envelope);
