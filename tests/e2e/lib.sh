@@ -77,12 +77,31 @@ wait_file() {
 now() { date +%s.%N; }
 elapsed() { python3 -c "print('%.2f' % ($2 - $1))" 2>/dev/null || echo "?"; }
 
-# qmp COMMAND...: run QMP commands on the running QEMU (bounded)
+# qmp COMMAND...: run QMP commands on the running QEMU one at a time, each
+# sent only after the previous one answered (QEMU drops commands still
+# queued when the client hangs up, which once left the VM stopped).
+# Prints each answer; returns 0 only when every command returned, 1 on an
+# error answer or when any answer took longer than 10 s.
 qmp() {
-    local input='{"execute":"qmp_capabilities"}'
-    for c in "$@"; do input="$input
-{\"execute\":\"$c\"}"; done
-    echo "$input" | timeout 10 socat - UNIX-CONNECT:"$DIR/qmp.sock"
+    local line cmd rc=0
+    coproc QMP_LINK { timeout 30 socat - UNIX-CONNECT:"$DIR/qmp.sock" 2>/dev/null; }
+    # the greeting, then qmp_capabilities, then the caller's commands
+    IFS= read -r -t 10 line <&"${QMP_LINK[0]}" || rc=1
+    for cmd in qmp_capabilities "$@"; do
+        [ $rc -eq 0 ] || break
+        printf '{"execute":"%s"}\n' "$cmd" >&"${QMP_LINK[1]}"
+        rc=1
+        while IFS= read -r -t 10 line <&"${QMP_LINK[0]}"; do
+            case $line in
+            *'"return"'*) [ "$cmd" = qmp_capabilities ] || echo "$cmd: $line"; rc=0; break ;;
+            *'"error"'*) echo "$cmd: $line"; break ;;
+            esac            # events (STOP, RESUME) are skipped
+        done
+    done
+    exec {QMP_LINK[1]}>&-
+    kill "$QMP_LINK_PID" 2>/dev/null
+    wait "$QMP_LINK_PID" 2>/dev/null
+    return $rc
 }
 
 # start_qemu SERIAL SCENARIOS: boot the guest attached to $DIR/vhost.sock;

@@ -183,14 +183,16 @@ if wait_file "$SERIAL2" '^E2E-BOOTED' 120 $QPID; then
         stopped_before=$(grep -ac 'queue 0 stopped' "$DLOG")
         cycles_ok=0
         for i in 1 2 3 4 5 6 7 8 9 10; do
-            qmp stop cont | grep -q '"return"' && cycles_ok=$((cycles_ok+1))
+            qmp stop cont > /dev/null && cycles_ok=$((cycles_ok+1))
         done
+        running=$(qmp query-status)
         stopped=$(( $(grep -ac 'queue 0 stopped' "$DLOG") - stopped_before ))
         if [ $cycles_ok -eq 10 ] && [ $stopped -ge 10 ] &&
+           echo "$running" | grep -q '"running": true' &&
            ! grep -aq 'the guest driver was reset' "$DLOG"; then
             HARNESS[stop-cont-10]="PASS 10 QEMU stop/cont cycles, rings stopped $stopped times and resumed where they stopped"
         else
-            HARNESS[stop-cont-10]="FAIL $cycles_ok QMP stop/cont answered, rings stopped $stopped times"
+            HARNESS[stop-cont-10]="FAIL $cycles_ok QMP stop/cont answered, rings stopped $stopped times, status: $running"
         fi
         timeout 120 "$AGENT" host-connect h2g-echo-2 "$DIR/vsock.sock" 5000 echo >> "$HOSTRES" 2>&1
     else
