@@ -113,6 +113,17 @@ static int memory_fd = -1;
 static uint8_t *guest;            /* our view of the guest's RAM */
 static struct harness h;
 static uint8_t scratch[65536];
+static bool trace;                /* FUZZ_PACKETS_TRACE set: print packets */
+
+static void trace_header(const char *direction, const struct vsock_header *header)
+{
+	if (trace)
+		fprintf(stderr, "%s op %u %llu:%u->%llu:%u type %u len %u buf_alloc %u "
+			"fwd_cnt %u flags %#x\n", direction, header->op,
+			(unsigned long long)header->src_cid, header->src_port,
+			(unsigned long long)header->dst_cid, header->dst_port, header->type,
+			header->len, header->buf_alloc, header->fwd_cnt, header->flags);
+}
 
 static void check(bool condition, const char *what)
 {
@@ -129,7 +140,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	/* as muxer_run and the broker do: a write to a closed socket is an
 	 * error return, not a signal */
 	signal(SIGPIPE, SIG_IGN);
-	log_set_level(LOG_LEVEL_ERROR);
+	trace = getenv("FUZZ_PACKETS_TRACE") != NULL;
+	log_set_level(trace ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
 	memory_fd = memfd_create("fuzz-packets-guest", MFD_CLOEXEC);
 	if (memory_fd < 0 || ftruncate(memory_fd, MEMORY_SIZE) < 0)
 		abort();
@@ -251,6 +263,7 @@ static void collect_rx(void)
 			continue; /* handed back unused */
 		check(written >= VSOCK_HEADER_SIZE, "RX packet shorter than a header");
 		vsock_header_decode(guest + RX_BUFFERS + RX_SLOT_SIZE * id, &header);
+		trace_header("to guest  ", &header);
 		check(written == VSOCK_HEADER_SIZE + header.len, "RX used length != header + len");
 		check(header.src_cid == VSOCK_HOST_CID && header.dst_cid == GUEST_CID,
 		      "RX packet with wrong CIDs");
@@ -383,9 +396,13 @@ static void guest_packet(struct fuzz_input *input)
 	fuzz_bytes(input, guest + buffer + VSOCK_HEADER_SIZE, payload_length);
 	vsock_header_encode(&header, wire);
 	memcpy(guest + buffer, wire, sizeof(wire));
+	trace_header("from guest", &header);
 
-	/* the guest's credit as the muxer may use it */
-	if (pair && header.type == VSOCK_TYPE_STREAM) {
+	/* the guest's credit as the muxer may use it; only from packets the
+	 * muxer does not drop at its door (a spoofed CID, a length that is not
+	 * the payload's): a dropped REQUEST must not reset the model */
+	if (pair && header.type == VSOCK_TYPE_STREAM && header.src_cid == GUEST_CID &&
+	    header.dst_cid == VSOCK_HOST_CID && header.len == payload_length) {
 		uint64_t limit = (uint64_t)header.fwd_cnt + header.buf_alloc;
 		if (header.op == VSOCK_OP_REQUEST) {
 			pair->received = 0;
@@ -604,7 +621,7 @@ static void setup(uint8_t config)
 	memset(&h.options, 0, sizeof(h.options));
 	check(options_parse((int)(sizeof(argv) / sizeof(argv[0])) - 1, argv, &h.options) ==
 	      OPTIONS_OK, "options_parse");
-	log_set_level(LOG_LEVEL_ERROR);
+	log_set_level(trace ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
 	check(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
 			 h.channel) == 0, "socketpair");
 	check(muxer_init(&h.muxer, &h.options, h.channel[0]) == 0, "muxer_init");
@@ -664,6 +681,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	setup(fuzz_u8(&input));
 	for (unsigned step = 0; step < MAX_STEPS && !fuzz_empty(&input); step++) {
 		uint8_t action = fuzz_u8(&input);
+		if (trace)
+			fprintf(stderr, "step %u: action %u\n", step, action % 9u);
 		switch (action % 9u) {
 		case 0:
 		case 1:
