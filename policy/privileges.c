@@ -540,6 +540,18 @@ static int limit_open_files(uint32_t max_connections)
 	}
 	if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
 		return 0;
+	if (errno == EPERM && wanted <= current.rlim_max) {
+		/* Lowering the hard limit refused (valgrind does): the soft
+		 * limit alone still bounds the descriptors. */
+		limit.rlim_max = current.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+			log_warn("RLIMIT_NOFILE: the hard limit could not be lowered "
+				 "to %llu; soft limit set, hard limit left at %llu",
+				 (unsigned long long)wanted,
+				 (unsigned long long)current.rlim_max);
+			return 0;
+		}
+	}
 	if (errno != EPERM || wanted <= current.rlim_max) {
 		log_error("setrlimit RLIMIT_NOFILE %llu: %s",
 			  (unsigned long long)wanted, strerror(errno));

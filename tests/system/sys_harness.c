@@ -239,7 +239,10 @@ static struct {
 
 static void drain_line(const char *line)
 {
-	bool sanitizer = strstr(line, "Sanitizer") || strstr(line, "runtime error:");
+	/* ASan/UBSan reports, and valgrind's (tests/valgrind: errors are
+	 * printed between markers) */
+	bool sanitizer = strstr(line, "Sanitizer") || strstr(line, "runtime error:") ||
+			 strstr(line, "VALGRIND-ERROR-BEGIN");
 	if (!sys_drain.quiet || sanitizer)
 		fprintf(stderr, "[vsockmuxd] %s\n", line);
 	pthread_mutex_lock(&sys_drain.lock);

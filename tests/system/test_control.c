@@ -1202,8 +1202,20 @@ static void test_hammer_during_bulk(struct sys_harness *h)
 	/* the answers saw the transfer move */
 	CHECK(hammer.last_bytes_to_guest > 0 && hammer.last_bytes_to_host > 0);
 
-	/* responsive afterwards */
-	run_vsockctl(h, status_words, 3000, &run);
+	/* responsive afterwards: the broker may not have seen every hammer
+	 * client's close yet (a slow run, valgrind), and "busy" is the
+	 * documented answer meanwhile; retry that one, bounded */
+	{
+		uint64_t end = sys_wait_end(h, 10000);
+		for (;;) {
+			run_vsockctl(h, status_words, 3000, &run);
+			if (ctl_exit_code(&run) == 0 || !strstr(run.err, "busy") ||
+			    sys_now_ns() >= end)
+				break;
+			ctl_run_free(&run);
+			sys_pump(h, 20);
+		}
+	}
 	CHECKF(ctl_exit_code(&run) == 0, "vsockctl status after the hammer: status %#x: %s",
 	       run.status, run.err);
 	printf("vsockctl status after the hammer (%.1f ms):\n%s", run.elapsed_ms, run.out);
