@@ -754,7 +754,9 @@ void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 		return;
 	}
 	if (error != 0 || fd < 0) {
-		muxer->stats.refused[REFUSED_NO_HOST_LISTENER]++;
+		/* out of descriptors (here or in the broker): the fd limit */
+		muxer->stats.refused[error == EMFILE || error == ENFILE ? REFUSED_LIMIT :
+				     REFUSED_NO_HOST_LISTENER]++;
 		log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
 				"guest connect from port %" PRIu32 " to %" PRIu32
 				" refused: %s",

@@ -137,6 +137,7 @@ int main(int argc, char **argv)
 	log_set_level(options.log_level);
 	log_set_role("broker");
 	signal(SIGPIPE, SIG_IGN);
+	log_nonblocking_output();
 	if (options.no_sandbox)
 		log_warn("*** --no-sandbox: seccomp filters and the muxer's namespaces "
 			 "are OFF; development only ***");

@@ -92,6 +92,26 @@ static void stop_muxer(struct muxer *muxer, int exit_code)
 	muxer->exit_code = exit_code;
 }
 
+/*
+ * The broker sent an fd but we had no descriptor free (RLIMIT_NOFILE): the
+ * kernel dropped it, which closed a host client or a frontend. Refuse what
+ * it was for; the muxer goes on.
+ */
+static void fd_lost(struct muxer *muxer, const IpcEnvelope *envelope)
+{
+	if (envelope->body_case == VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY) {
+		conn_on_broker_connect(muxer, envelope->connect_reply->request_id,
+				       EMFILE, -1);
+		return;
+	}
+	if (envelope->body_case == VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM)
+		muxer->stats.refused[REFUSED_LIMIT]++;
+	log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
+			"%s refused: out of file descriptors (RLIMIT_NOFILE)",
+			envelope->body_case == VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM
+			? "host client" : "vhost-user frontend");
+}
+
 void muxer_handle_channel(struct muxer *muxer)
 {
 	/* a bounded number per wake-up, so the data path keeps its turn */
@@ -113,6 +133,11 @@ void muxer_handle_channel(struct muxer *muxer)
 			return;
 		}
 		route = find_route(envelope->body_case);
+		if (route && fd == IPC_FD_LOST && route->fd_rule != FD_FORBIDDEN) {
+			fd_lost(muxer, envelope);
+			ipc_free(envelope);
+			continue;
+		}
 		if (!route || !fd_allowed(route, envelope, fd)) {
 			log_error("broker sent %s %s; stopping",
 				  ipc_body_name(envelope->body_case),

@@ -219,7 +219,9 @@ int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd)
 		result = 0;
 		goto out;
 	}
-	if (msg.msg_flags & MSG_CTRUNC)
+	/* MSG_CTRUNC with no fd at all: out of descriptors (EMFILE), the
+	 * kernel dropped the one fd; the caller refuses what it was for */
+	if ((msg.msg_flags & MSG_CTRUNC) && (fd_count > 0 || reason != NULL))
 		reason = "control data truncated (too many fds?)";
 	else if ((msg.msg_flags & MSG_TRUNC) ||
 		 (size_t)length > IPC_MAX_DATAGRAM_SIZE)
@@ -255,6 +257,8 @@ int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd)
 	if (fd_count == 1) {
 		*fd = fds[0];
 		fd_count = 0;
+	} else if (msg.msg_flags & MSG_CTRUNC) {
+		*fd = IPC_FD_LOST;
 	}
 	result = 1;
 out:

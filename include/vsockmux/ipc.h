@@ -39,8 +39,12 @@ int ipc_send(int channel_fd, IpcEnvelope *envelope, int fd);
  * when nothing is waiting, -EPROTO for a malformed datagram (oversized,
  * truncated, control data truncated, more than one fd, non-fd control
  * data, undecodable, wrong version, no body): any fds that came with it
- * are closed, *envelope is NULL and the reason is logged.
+ * are closed, *envelope is NULL and the reason is logged. *fd is
+ * IPC_FD_LOST when the datagram was sent with an fd the kernel could not
+ * install here (no free descriptor: MSG_CTRUNC and none received); the
+ * message itself is fine and the caller decides what the loss means.
  */
+#define IPC_FD_LOST (-2)
 int ipc_receive(int channel_fd, IpcEnvelope **envelope, int *fd);
 
 void ipc_free(IpcEnvelope *envelope);

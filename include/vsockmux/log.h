@@ -20,6 +20,11 @@ enum log_level {
 /* Process-wide configuration, set once at start-up (and after fork). */
 void log_set_level(enum log_level level);
 void log_set_role(const char *role);
+/* Make a pipe or socket stderr non-blocking (a tty or file is left as
+ * is), so that a reader that stops reading can never stall the daemon: a
+ * line that does not fit is dropped and counted, and the next line that
+ * fits says how many were lost. Call once, before the fork. */
+void log_nonblocking_output(void);
 enum log_level log_get_level(void);
 /* Parse "error|warn|info|debug"; returns 0 on success, -1 otherwise. */
 int log_parse_level(const char *text, enum log_level *level);

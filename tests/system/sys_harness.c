@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -32,6 +33,7 @@
 #define SYS_HOST_OUT_TARGET (256u * 1024u)
 #define SYS_READY_TIMEOUT_MS 20000
 #define SYS_STOP_TIMEOUT_MS 5000
+#define SYS_LOG_CAPTURE_MAX (16u * 1024u * 1024u)
 #define PATTERN_PERIOD 65521u
 #define PATTERN_CHUNK 65536u
 
@@ -234,6 +236,8 @@ static struct {
 	bool eof;
 	unsigned sanitizer_hits;
 	char first_sanitizer_line[256];
+	char *log;              /* every line, '\n'-ended, NUL-terminated */
+	size_t log_len, log_capacity;
 	pthread_t thread;
 } sys_drain = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
 
@@ -249,6 +253,27 @@ static void drain_line(const char *line)
 	if (!sys_drain.ready && strstr(line, "ready")) {
 		sys_drain.ready = true;
 		pthread_cond_broadcast(&sys_drain.cond);
+	}
+	{
+		size_t len = strlen(line);
+		size_t need = sys_drain.log_len + len + 2;
+		if (need > sys_drain.log_capacity && need <= SYS_LOG_CAPTURE_MAX) {
+			size_t capacity = sys_drain.log_capacity ? sys_drain.log_capacity : 65536;
+			char *grown;
+			while (capacity < need)
+				capacity *= 2;
+			grown = realloc(sys_drain.log, capacity);
+			if (grown) {
+				sys_drain.log = grown;
+				sys_drain.log_capacity = capacity;
+			}
+		}
+		if (need <= sys_drain.log_capacity) {
+			memcpy(sys_drain.log + sys_drain.log_len, line, len);
+			sys_drain.log_len += len;
+			sys_drain.log[sys_drain.log_len++] = '\n';
+			sys_drain.log[sys_drain.log_len] = '\0';
+		}
 	}
 	if (sanitizer) {
 		if (sys_drain.sanitizer_hits++ == 0)
@@ -327,6 +352,64 @@ bool sys_daemon_alive(struct sys_harness *h)
 	eof = sys_drain.eof;
 	pthread_mutex_unlock(&sys_drain.lock);
 	return !eof;
+}
+
+size_t sys_log_mark(struct sys_harness *h)
+{
+	size_t mark;
+	(void)h;
+	pthread_mutex_lock(&sys_drain.lock);
+	mark = sys_drain.log_len;
+	pthread_mutex_unlock(&sys_drain.lock);
+	return mark;
+}
+
+/* Lines after mark containing text; with first, stop at the first. */
+static unsigned sys_log_scan(size_t mark, const char *text, bool first)
+{
+	unsigned count = 0;
+	pthread_mutex_lock(&sys_drain.lock);
+	if (sys_drain.log && mark < sys_drain.log_len) {
+		const char *p = sys_drain.log + mark;
+		while ((p = strstr(p, text)) != NULL) {
+			count++;
+			if (first)
+				break;
+			p = strchr(p, '\n');
+			if (!p)
+				break;
+		}
+	}
+	pthread_mutex_unlock(&sys_drain.lock);
+	return count;
+}
+
+unsigned sys_log_count(struct sys_harness *h, size_t mark, const char *text)
+{
+	(void)h;
+	return sys_log_scan(mark, text, false);
+}
+
+bool sys_log_wait(struct sys_harness *h, size_t mark, const char *text,
+		  int timeout_ms)
+{
+	uint64_t end = sys_wait_end(h, timeout_ms);
+	for (;;) {
+		bool gone;
+		int slice;
+		if (sys_log_scan(mark, text, true) > 0)
+			return true;
+		pthread_mutex_lock(&sys_drain.lock);
+		gone = sys_drain.eof;
+		pthread_mutex_unlock(&sys_drain.lock);
+		if (gone)
+			return sys_log_scan(mark, text, true) > 0;
+		if (sys_now_ns() >= end)
+			return false;
+		/* the drain thread does not wake the poll loop: short slices */
+		slice = sys_ms_until(end);
+		sys_pump(h, slice < 10 ? slice : 10);
+	}
 }
 
 /* utime + stime of pid in clock ticks; 0 if unreadable. */
@@ -489,7 +572,7 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 	const char *argv[32];
 	char cid[24];
 	size_t argc = 0;
-	int pipefd[2];
+	int pipefd[2], test_pipe[2] = { -1, -1 };
 	pthread_condattr_t attr;
 	pid_t pid;
 
@@ -516,6 +599,10 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 
 	CHECKF(pipe2(pipefd, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
 	(void)fcntl(pipefd[0], F_SETPIPE_SZ, 1 << 20);
+	if (h->daemon_stderr == SYS_STDERR_TEST_PIPE)
+		CHECKF(pipe2(test_pipe, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+	if (h->daemon_stderr == SYS_STDERR_TEST_PIPE)
+		(void)fcntl(test_pipe[0], F_SETPIPE_SZ, 4096); /* fills fast */
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
@@ -530,6 +617,20 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (dup2(pipefd[1], STDERR_FILENO) < 0 || dup2(pipefd[1], STDOUT_FILENO) < 0)
 			_exit(126);
+		if (h->daemon_stderr == SYS_STDERR_DEV_FULL) {
+			int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+			if (full < 0 || dup2(full, STDERR_FILENO) < 0)
+				_exit(126);
+		} else if (h->daemon_stderr == SYS_STDERR_TEST_PIPE) {
+			if (dup2(test_pipe[1], STDERR_FILENO) < 0)
+				_exit(126);
+		}
+		if (h->daemon_nofile != 0) {
+			struct rlimit limit = { .rlim_cur = h->daemon_nofile,
+						.rlim_max = h->daemon_nofile };
+			if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+				_exit(124);
+		}
 		if (h->daemon_uid != 0 &&
 		    (setgroups(0, NULL) != 0 || setresgid(h->daemon_gid, h->daemon_gid, h->daemon_gid) != 0 ||
 		     setresuid(h->daemon_uid, h->daemon_uid, h->daemon_uid) != 0))
@@ -544,6 +645,10 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 	close(pipefd[1]);
 	h->daemon_pid = pid;
 	h->daemon_log_fd = pipefd[0];
+	if (h->daemon_stderr == SYS_STDERR_TEST_PIPE) {
+		close(test_pipe[1]);
+		h->daemon_stderr_fd = test_pipe[0];
+	}
 
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -558,6 +663,29 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 	       "pthread_create failed");
 	h->drain_started = true;
 
+	if (h->daemon_stderr != SYS_STDERR_DRAIN) {
+		/* no "ready" line to see: ready once the control socket answers */
+		uint64_t end = sys_now_ns() + SYS_READY_TIMEOUT_MS * 1000000ull;
+		for (;;) {
+			struct sockaddr_un address = { .sun_family = AF_UNIX };
+			int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			int connected;
+			CHECK(probe >= 0);
+			CHECK((size_t)snprintf(address.sun_path, sizeof(address.sun_path),
+					       "%s.ctl", h->uds_path) < sizeof(address.sun_path));
+			connected = connect(probe, (struct sockaddr *)&address,
+					    sizeof(address));
+			close(probe);
+			if (connected == 0)
+				break;
+			CHECKF(sys_daemon_alive(h), "daemon exited before it was ready");
+			CHECKF(sys_now_ns() < end, "daemon's control socket not there "
+			       "within %d ms", SYS_READY_TIMEOUT_MS);
+			(void)poll(NULL, 0, 5); /* bounded re-check */
+		}
+		sys_stats_free(sys_query_stats(h, false));
+		return;
+	}
 	if (!drain_wait(true, SYS_READY_TIMEOUT_MS)) {
 		int status = 0;
 		char how[96] = "still running";
@@ -665,6 +793,30 @@ static void sys_stop_daemon(struct sys_harness *h)
 			h->failed = true;
 		}
 	}
+}
+
+void sys_forget_daemon(struct sys_harness *h)
+{
+	int status;
+	CHECKF(h->daemon_exit_expected, "sys_forget_daemon without sys_expect_daemon_exit");
+	CHECKF(sys_reap_daemon(h, SYS_STOP_TIMEOUT_MS, &status),
+	       "the daemon's main process has not exited");
+	CHECKF(sys_wait_daemon_gone(h, SYS_STOP_TIMEOUT_MS),
+	       "a daemon process still holds stderr");
+	pthread_join(sys_drain.thread, NULL);
+	close(sys_drain.fd);
+	sys_drain.fd = -1;
+	h->drain_started = false;
+	CHECKF(sys_drain.sanitizer_hits == 0, "daemon printed %u sanitizer line(s), "
+	       "first: %s", sys_drain.sanitizer_hits, sys_drain.first_sanitizer_line);
+	if (h->daemon_stderr == SYS_STDERR_TEST_PIPE && h->daemon_stderr_fd >= 0) {
+		close(h->daemon_stderr_fd);
+		h->daemon_stderr_fd = -1;
+	}
+	h->daemon_pid = 0;
+	h->daemon_reaped = false;
+	h->daemon_status = 0;
+	h->daemon_exit_expected = false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1501,6 +1653,10 @@ static void sys_teardown(struct sys_harness *h)
 	while (h->listeners)
 		host_listener_close(h->listeners);
 	sys_stop_daemon(h);
+	if (h->daemon_stderr == SYS_STDERR_TEST_PIPE && h->daemon_stderr_fd >= 0) {
+		close(h->daemon_stderr_fd);
+		h->daemon_stderr_fd = -1;
+	}
 	if (h->dir[0])
 		sys_remove_dir(h->dir);
 	free(h->pollfds);

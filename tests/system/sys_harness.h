@@ -96,6 +96,18 @@ struct guest_stream {
 	struct guest_stream *next;
 };
 
+/* Where the daemon's stderr goes (h->daemon_stderr, before start). In the
+ * non-default modes stdout stays on the drain pipe, so sys_daemon_alive and
+ * sys_wait_daemon_gone still work, and readiness is seen by probing the
+ * control socket instead of the "ready" line. */
+enum sys_daemon_stderr {
+	SYS_STDERR_DRAIN = 0,   /* the drain thread reads it (default) */
+	SYS_STDERR_DEV_FULL,    /* /dev/full: every write fails with ENOSPC */
+	SYS_STDERR_TEST_PIPE,   /* a pipe (one page) whose read end is
+				   h->daemon_stderr_fd: the test reads it, lets
+				   it fill, or closes it */
+};
+
 struct sys_harness {
 	const char *test_name;
 	char dir[64];
@@ -111,6 +123,10 @@ struct sys_harness {
 	uid_t daemon_uid;              /* non-zero: start the daemon as this
 					  (unprivileged) user */
 	gid_t daemon_gid;
+	unsigned long daemon_nofile;   /* non-zero: RLIMIT_NOFILE (soft and
+					  hard) set in the child before exec */
+	int daemon_stderr;             /* enum sys_daemon_stderr */
+	int daemon_stderr_fd;          /* SYS_STDERR_TEST_PIPE: read end */
 	bool daemon_reaped;
 	int daemon_status;
 	int daemon_log_fd;
@@ -196,6 +212,10 @@ void sys_expect_daemon_exit(struct sys_harness *h);
 bool sys_reap_daemon(struct sys_harness *h, int timeout_ms, int *status);
 /* Wait up to timeout_ms until every daemon process has closed stderr. */
 bool sys_wait_daemon_gone(struct sys_harness *h, int timeout_ms);
+/* After an expected end of the daemon (reaped, every process gone): join
+ * the drain thread, fail on sanitizer reports, and forget it, so that
+ * sys_start_daemon can start the next one in the same directory. */
+void sys_forget_daemon(struct sys_harness *h);
 /* SIGTERM the daemon now and check it ends cleanly (exit 0, no signal,
  * both processes gone, no sanitizer report). */
 void sys_stop_daemon_checked(struct sys_harness *h);
@@ -206,6 +226,21 @@ double sys_daemon_cpu_ms(struct sys_harness *h);
  * meanwhile (a busy loop while it should be waiting). */
 void sys_check_daemon_idle(struct sys_harness *h, int window_ms,
 			   int max_cpu_ms, const char *situation);
+
+/* ---- daemon log capture ---- */
+/* Every line the drain thread reads is kept (up to 16 MiB). A mark is a
+ * position in that capture: the waits look only at lines after it. */
+size_t sys_log_mark(struct sys_harness *h);
+/* Pump until a line after mark contains text; false after timeout_ms. */
+bool sys_log_wait(struct sys_harness *h, size_t mark, const char *text,
+		  int timeout_ms);
+/* Lines after mark that contain text. */
+unsigned sys_log_count(struct sys_harness *h, size_t mark, const char *text);
+/* Fail unless a line after mark contains text within timeout_ms. */
+#define WAIT_FOR_LOG(h, mark, text, timeout_ms) \
+	CHECKF(sys_log_wait((h), (mark), (text), (timeout_ms)), \
+	       "no daemon log line containing \"%s\" within %d ms", (text), \
+	       (int)(timeout_ms))
 
 /* ---- the loop ---- */
 /* One round: push streams, poll everything up to timeout_ms, handle. */
