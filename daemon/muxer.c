@@ -290,8 +290,10 @@ static bool rx_send_orphan_rst(struct muxer *muxer, const struct orphan_rst *orp
 {
 	struct vsock_header header;
 	int slot = rx_take_buffer(muxer);
-	if (slot < 0)
+	if (slot < 0) {
+		muxer->stats.waits_for_rx_buffers++;
 		return false;
+	}
 	fill_header(muxer, &header, orphan->local_port, orphan->peer_port,
 		    VSOCK_OP_RST);
 	rx_publish(muxer, slot, &header);
@@ -318,8 +320,10 @@ static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
 			continue;
 		/* buffer first: stamping records what the guest was told */
 		slot = rx_take_buffer(muxer);
-		if (slot < 0)
+		if (slot < 0) {
+			muxer->stats.waits_for_rx_buffers++;
 			return false;
+		}
 		fill_header(muxer, &header, conn->local_port, conn->peer_port,
 			    order[i].op);
 		header.flags = order[i].flags;

@@ -2657,3 +2657,64 @@ void vguest_destroy(struct vguest *vg)
 	free(vg->log);
 	free(vg);
 }
+
+/* ------------------------------------------------------------------ */
+/* ring-level hostile helpers (test_hostile_guest.c) */
+
+void vguest_ring_gpas(const struct vguest *vg, unsigned index, uint64_t *desc_gpa,
+		      uint64_t *avail_gpa, uint64_t *used_gpa)
+{
+	const struct vg_queue *q = &vg->queues[index % VGUEST_QUEUE_COUNT];
+
+	*desc_gpa = q->desc_gpa;
+	*avail_gpa = q->avail_gpa;
+	*used_gpa = q->used_gpa;
+}
+
+int vguest_set_vring_addr(struct vguest *vg, unsigned index, uint64_t desc_gpa,
+			  uint64_t avail_gpa, uint64_t used_gpa, uint64_t *ack)
+{
+	struct vhost_user_vring_addr addr = {
+		.index = index,
+		.flags = 0,
+		.desc_user_addr = vg_user_addr(vg, desc_gpa),
+		.used_user_addr = vg_user_addr(vg, used_gpa),
+		.avail_user_addr = vg_user_addr(vg, avail_gpa),
+		.log_guest_addr = used_gpa,
+	};
+	bool need_ack = vg->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK);
+
+	*ack = 0;
+	if (vg_vu_send(vg, VHOST_USER_SET_VRING_ADDR,
+		       need_ack ? VHOST_USER_FLAG_NEED_REPLY : 0, &addr, sizeof(addr),
+		       NULL, 0) != 0)
+		return -1;
+	if (need_ack && vg_vu_reply(vg, VHOST_USER_SET_VRING_ADDR, ack, sizeof(*ack)) != 0)
+		return -1;
+	return 0;
+}
+
+void vguest_avail_jump(struct vguest *vg, unsigned index, uint16_t delta)
+{
+	struct vg_queue *q = &vg->queues[index % VGUEST_QUEUE_COUNT];
+	uint64_t one = 1;
+
+	q->avail_idx = (uint16_t)(q->avail_idx + delta);
+	__atomic_store_n(&q->avail->idx, htole16(q->avail_idx), __ATOMIC_RELEASE);
+	if (q->kick_fd >= 0 && write(q->kick_fd, &one, sizeof(one)) == sizeof(one))
+		vg->stats.kicks++;
+}
+
+void vguest_kick_now(struct vguest *vg, unsigned index)
+{
+	struct vg_queue *q = &vg->queues[index % VGUEST_QUEUE_COUNT];
+	uint64_t one = 1;
+
+	if (q->kick_fd >= 0 && write(q->kick_fd, &one, sizeof(one)) == sizeof(one))
+		vg->stats.kicks++;
+}
+
+void vguest_sock_set_buf_alloc(struct vguest_sock *sock, uint32_t buf_alloc)
+{
+	sock->buf_alloc = buf_alloc;
+}

@@ -400,4 +400,27 @@ int vguest_resend_mem_table(struct vguest *vg);
 /* The guest memory memfd (still owned by vg). */
 int vguest_memory_fd(const struct vguest *vg);
 
+/* ---- ring-level hostile helpers ---- */
+
+/* Guest-physical addresses of queue index's descriptor table, avail ring
+ * and used ring as set up. */
+void vguest_ring_gpas(const struct vguest *vg, unsigned index, uint64_t *desc_gpa,
+		      uint64_t *avail_gpa, uint64_t *used_gpa);
+/* SET_VRING_ADDR on queue index with these guest-physical addresses (made
+ * into user addresses the way the set-up does: an address beyond guest
+ * memory stays beyond every region), with NEED_REPLY when REPLY_ACK was
+ * negotiated; *ack gets the backend's answer (0 without REPLY_ACK). 0, or
+ * -1 on an I/O error. The vguest itself keeps using its own rings. */
+int vguest_set_vring_addr(struct vguest *vg, unsigned index, uint64_t desc_gpa,
+			  uint64_t avail_gpa, uint64_t used_gpa, uint64_t *ack);
+/* Advance the avail index of queue index by delta without posting chains
+ * (the entries skipped hold whatever the ring held), publish it and kick.
+ * Later posts continue from there. */
+void vguest_avail_jump(struct vguest *vg, unsigned index, uint16_t delta);
+/* Kick queue index now, whatever the device asked for. */
+void vguest_kick_now(struct vguest *vg, unsigned index);
+/* Change the buf_alloc sock advertises from its next packet on (and the
+ * credit its own checks hold the peer to). */
+void vguest_sock_set_buf_alloc(struct vguest_sock *sock, uint32_t buf_alloc);
+
 #endif
