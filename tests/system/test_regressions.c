@@ -580,6 +580,58 @@ static void test_half_open_host_clients_capped(struct sys_harness *h)
 	expect_new_connection_works(h, h->vg, 64);
 }
 
+/*
+ * Bad input gets a log line, but never one per packet: 5,000 packets with
+ * a spoofed source CID in a burst give at most LOG_RATELIMIT_BURST (10)
+ * lines per second of the burst, every packet is counted, and the next
+ * line after the window says how many were suppressed.
+ */
+static void test_bad_input_log_ratelimited(struct sys_harness *h)
+{
+	const char *text = "source CID is not the guest's";
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct vsock_header header = guest_header(7000, 7001, VSOCK_OP_REQUEST);
+	uint64_t start, elapsed_ms;
+	unsigned sent = 0, lines, allowed;
+	size_t mark;
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 5000);
+	CHECK(listener);
+	sys_open_host_initiated(h, h->vg, listener, 5000, &c, &g);
+	header.src_cid = 77;
+	mark = sys_log_mark(h);
+	start = sys_now_ns();
+	while (sent < 5000) {
+		if (vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0) {
+			sent++;
+			continue;
+		}
+		CHECKF(errno == EAGAIN, "vguest_send_raw: %s", strerror(errno));
+		sys_pump(h, 10);
+		CHECKF(sys_now_ns() - start < 20000000000ull, "the TX ring stopped moving");
+	}
+	sys_tx_barrier(h, h->vg);
+	elapsed_ms = (sys_now_ns() - start) / 1000000u;
+	lines = sys_log_count(h, mark, text);
+	allowed = 10u * (unsigned)(elapsed_ms / 1000u + 2u);
+	printf("5000 spoofed packets in %" PRIu64 " ms: %u log lines (at most %u allowed)\n",
+	       elapsed_ms, lines, allowed);
+	CHECKF(lines >= 1 && lines <= allowed, "%u log lines for 5000 bad packets in %"
+	       PRIu64 " ms", lines, elapsed_ms);
+	CHECK(sys_stats_dropped_now(h, "bad_src_cid") == 5000);
+
+	/* a new window: the next line reports what the last one held back */
+	sys_pump_for(h, 1100);
+	mark = sys_log_mark(h);
+	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
+	sys_tx_barrier(h, h->vg);
+	WAIT_FOR_LOG(h, mark, "similar lines suppressed)", 2000);
+	CHECK(sys_stats_dropped_now(h, "bad_src_cid") == 5001);
+	exchange(h, c, g, 81, 256 * KIB, 10000);
+}
+
 static const struct sys_test tests[] = {
 	{ "stop_cont_keeps_rx_buffers", test_stop_cont_keeps_rx_buffers, 60 },
 	{ "memory_larger_than_file", test_memory_larger_than_file, 30 },
@@ -593,6 +645,7 @@ static const struct sys_test tests[] = {
 	{ "host_clients_while_muxer_stopped", test_host_clients_while_muxer_stopped, 90 },
 	{ "tx_budget_bounds_memory", test_tx_budget_bounds_memory, 120 },
 	{ "half_open_host_clients_capped", test_half_open_host_clients_capped, 60 },
+	{ "bad_input_log_ratelimited", test_bad_input_log_ratelimited, 60 },
 };
 
 int main(int argc, char **argv)
