@@ -106,6 +106,8 @@ static void fd_lost(struct muxer *muxer, const IpcEnvelope *envelope)
 	}
 	if (envelope->body_case == VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM)
 		muxer->stats.refused[REFUSED_LIMIT]++;
+	else    /* the broker waits for this before it accepts the next VMM */
+		muxer_send_vmm_detached(muxer);
 	log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
 			"%s refused: out of file descriptors (RLIMIT_NOFILE)",
 			envelope->body_case == VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM
