@@ -275,8 +275,11 @@ static enum handler_result handle_set_mem_table(struct vhost_user_device *device
 	 * rings must go back first, while the old mapping is still valid. */
 	for (unsigned i = 0; i < VSOCK_QUEUE_COUNT; i++) {
 		was_ready[i] = virtq_is_ready(&device->queues[i]);
-		if (was_ready[i])
-			notify_queue_stopping(device, i);
+		/* ready or not: a ring disabled, or whose addresses were
+		 * refused since, may still hold buffers popped from the old
+		 * mapping (handed back if its used ring is mapped, else
+		 * forgotten); writing them later would hit unmapped memory */
+		notify_queue_stopping(device, i);
 	}
 	/* set_table closes the fds on every path */
 	error = guest_memory_set_table(&device->memory, &table, message->fds,

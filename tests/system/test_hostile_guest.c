@@ -33,11 +33,17 @@
  * frontend for the broken queue, the same connections once the frontend
  * sends the right ring addresses.
  *
- * Daemon gap found: with no RX buffers the muxer did not count
- * waits_for_rx_buffers when the packet that waited was a control packet
- * or an orphan RST (only RW data was counted), so RX starvation showed in
- * no counter (hg_rx_starvation; fixed in daemon/muxer.c rx_send_pending
- * and rx_send_orphan_rst).
+ * Daemon bugs found (each scenario is the reproduction):
+ *  - with no RX buffers the muxer did not count waits_for_rx_buffers when
+ *    the packet that waited was a control packet or an orphan RST (only
+ *    RW data was counted), so RX starvation showed in no counter
+ *    (hg_rx_starvation; daemon/muxer.c rx_send_pending and
+ *    rx_send_orphan_rst);
+ *  - RX buffers popped from a ring that was not ready at SET_MEM_TABLE
+ *    (disabled, or its addresses refused) were kept across the new table
+ *    and written after the old mapping was gone: SIGSEGV, both processes
+ *    down (hg_mem_table_while_ring_stopped; daemon/vhost_user.c
+ *    handle_set_mem_table).
  *
  * Owns: these scenarios and their table; the harness is sys_harness.h.
  * Never: sleeps to synchronise (every wait is bounded: WAIT_FOR,
@@ -1762,6 +1768,80 @@ static void test_vring_addr_outside_memory(struct sys_harness *h)
 	run_bad_vring_addr(h, "rings outside memory", make_outside, 4);
 }
 
+/* SET_VRING_ENABLE for queue index. */
+static void vring_enable(struct sys_harness *h, unsigned index, unsigned enable)
+{
+	struct vhost_user_vring_state state = { .index = index, .num = enable };
+	CHECKF(vguest_vhost_send_raw(h->vg, VHOST_USER_SET_VRING_ENABLE, VHOST_USER_VERSION,
+				     sizeof(state), &state, sizeof(state), NULL, 0) == 0,
+	       "SET_VRING_ENABLE: %s", vguest_error(h->vg));
+}
+
+/*
+ * A ring stopped without GET_VRING_BASE while the daemon holds RX buffers
+ * it popped but has not filled (its addresses refused by a bad
+ * SET_VRING_ADDR, or the ring disabled with SET_VRING_ENABLE 0), then a
+ * new memory table (the old mapping goes away), then the ring back (the
+ * right addresses, or enabled again). Buffers popped from the old mapping
+ * must never be written: the daemon hands them back (or forgets them when
+ * their used ring is not mapped) before it unmaps. Both streams resume
+ * byte for byte; nothing is counted but the refused layouts (each twice:
+ * when refused, and when the new table is checked against it).
+ *
+ * Regression: the muxer wrote host data into such a buffer in the
+ * unmapped old mapping and died of SIGSEGV (both processes gone); fixed
+ * in daemon/vhost_user.c handle_set_mem_table.
+ */
+static void test_mem_table_while_ring_stopped(struct sys_harness *h)
+{
+	struct good gd;
+	struct snap before, after;
+	uint64_t desc, avail, used, ack;
+	unsigned refused = 0;
+
+	good_open(h, &gd, NULL);
+	before = snap_take(h);
+	for (unsigned round = 0; round < 8; round++) {
+		unsigned queue = round % 2 ? VGUEST_QUEUE_TX : VGUEST_QUEUE_RX;
+		bool disable = round % 4 >= 2;
+		good_start(&gd, 2 * GOOD_CHUNK);
+		WAIT_FOR(h, 5000, gd.up_c->sink.received > 0 && gd.down_gs->sink.received > 0);
+		vguest_ring_gpas(h->vg, queue, &desc, &avail, &used);
+		if (disable) {
+			vring_enable(h, queue, 0);
+		} else {
+			CHECK(vguest_set_vring_addr(h->vg, queue, desc, avail,
+						    vguest_get_options(h->vg)->memory_size,
+						    &ack) == 0);
+			CHECK(ack != 0);
+			refused++;
+		}
+		CHECKF(vguest_resend_mem_table(h->vg) == 0, "SET_MEM_TABLE: %s",
+		       vguest_error(h->vg));
+		if (disable) {
+			vring_enable(h, queue, 1);
+		} else {
+			CHECK(vguest_set_vring_addr(h->vg, queue, desc, avail, used, &ack) == 0);
+			CHECK(ack == 0);
+		}
+		WAIT_FOR(h, DURING_TIMEOUT_MS, good_done(&gd) || !sys_daemon_alive(h));
+		CHECKF(sys_daemon_alive(h), "the daemon died");
+		printf("round %u: %s %s, new memory table, ring back: both streams complete\n",
+		       round, queue == VGUEST_QUEUE_RX ? "RX" : "TX",
+		       disable ? "disabled" : "addresses refused");
+	}
+	after = snap_take(h);
+	/* each refused layout counts twice: at SET_VRING_ADDR and again when
+	 * the new memory table is checked against it */
+	CHECK(drop_delta(&before, &after, "ring_layout_invalid") == 2 * refused);
+	check_other_drops_unchanged(&before, &after,
+				    (const char *const[]){ "ring_layout_invalid", NULL });
+	snap_free(&before);
+	snap_free(&after);
+	good_check_end(&gd);
+	sys_check_guest_clean(h->vg);
+}
+
 static const struct sys_test tests[] = {
 	{ "hg_credit_ignored", test_credit_ignored, 60 },
 	{ "hg_request_flood", test_request_flood, 90 },
@@ -1780,6 +1860,7 @@ static const struct sys_test tests[] = {
 	{ "hg_avail_index_jump", test_avail_index_jump, 60 },
 	{ "hg_used_ring_overlaps_descriptors", test_used_ring_overlaps_descriptors, 60 },
 	{ "hg_vring_addr_outside_memory", test_vring_addr_outside_memory, 60 },
+	{ "hg_mem_table_while_ring_stopped", test_mem_table_while_ring_stopped, 60 },
 };
 
 int main(int argc, char **argv)
