@@ -164,7 +164,7 @@ void control_server_destroy(struct control_server *server)
 }
 
 /* Over the client cap: one small answer, sent once, never waited for. */
-static void refuse_busy(int fd)
+static void send_busy(int fd)
 {
 	Vsockmux__Control__Response response = VSOCKMUX__CONTROL__RESPONSE__INIT;
 	uint8_t frame[128];
@@ -178,6 +178,11 @@ static void refuse_busy(int fd)
 		protobuf_c_message_pack(&response.base, frame + 4);
 		(void)send(fd, frame, length + 4, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
+}
+
+static void refuse_busy(int fd)
+{
+	send_busy(fd);
 	close(fd);
 }
 
@@ -190,6 +195,33 @@ static bool peer_allowed(const struct control_server *server, int fd, uid_t *uid
 		return false;
 	*uid = credentials.uid;
 	return credentials.uid == 0 || credentials.uid == server->daemon_uid;
+}
+
+static void read_request(struct control_server *server, uint32_t slot);
+
+/* Every slot is taken: the client that has waited longest for its request
+ * to arrive (a stalled or hostile one) gets "busy" and makes room. NULL if
+ * none is still reading (all are being answered). */
+static struct control_client *evict_oldest_reader(struct control_server *server)
+{
+	struct control_client *oldest = NULL;
+
+	for (uint32_t i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+		struct control_client *client = &server->clients[i];
+		if (client->state == CONTROL_CLIENT_READING &&
+		    (!oldest || client->deadline_ns < oldest->deadline_ns))
+			oldest = client;
+	}
+	if (oldest) {
+		server->evicted++;
+		log_ratelimited(&server->log_limit, LOG_LEVEL_INFO,
+				"control socket: %u clients already; closing the one "
+				"that has waited longest for its request",
+				CONTROL_MAX_CLIENTS);
+		send_busy(oldest->fd);   /* a slow good client may try again */
+		close_client(server, oldest);
+	}
+	return oldest;
 }
 
 void control_handle_listener(struct control_server *server)
@@ -210,9 +242,14 @@ void control_handle_listener(struct control_server *server)
 			}
 		}
 		if (!client) {
+			client = evict_oldest_reader(server);
+			slot = client ? (uint32_t)(client - server->clients) : slot;
+		}
+		if (!client) {
 			log_ratelimited(&server->log_limit, LOG_LEVEL_WARN,
 					"control socket: %u clients already; turning one away",
 					CONTROL_MAX_CLIENTS);
+			server->busy++;
 			refuse_busy(fd);
 			continue;
 		}
@@ -233,7 +270,10 @@ void control_handle_listener(struct control_server *server)
 					(int)uid, (unsigned)server->daemon_uid);
 			respond_error(server, slot, "permission denied: only root and the "
 				      "daemon's user may use the control socket");
+			continue;
 		}
+		/* a client usually sent its request before we accepted it */
+		read_request(server, slot);
 	}
 }
 
@@ -249,6 +289,7 @@ static void handle_request(struct control_server *server, uint32_t slot,
 	char message[96];
 
 	if (!request) {
+		server->bad_requests++;
 		respond_error(server, slot, "malformed request");
 		return;
 	}
@@ -257,6 +298,7 @@ static void handle_request(struct control_server *server, uint32_t slot,
 			 "version mismatch: daemon speaks control protocol %u, client %u",
 			 CONTROL_PROTOCOL_VERSION, request->version);
 		vsockmux__control__request__free_unpacked(request, NULL);
+		server->bad_requests++;
 		respond_error(server, slot, message);
 		return;
 	}
@@ -283,6 +325,7 @@ static void read_request(struct control_server *server, uint32_t slot)
 				 ((size_t)client->request[1] << 16) |
 				 ((size_t)client->request[2] << 8) | client->request[3];
 			if (length > CONTROL_MAX_REQUEST) {
+				server->bad_requests++;
 				respond_error(server, slot, "request too large");
 				return;
 			}
@@ -346,6 +389,8 @@ void control_handle_timer(struct control_server *server)
 		if (client->state != CONTROL_CLIENT_FREE && now >= client->deadline_ns) {
 			log_ratelimited(&server->log_limit, LOG_LEVEL_INFO,
 					"control client timed out; closing it");
+			if (client->state == CONTROL_CLIENT_READING)
+				server->timeouts++;
 			close_client(server, client);
 		}
 	}
@@ -371,6 +416,10 @@ bool control_handle_stats_reply(struct control_server *server,
 		respond_error(server, slot, "internal error: bad stats from the muxer");
 		return false;
 	}
+	stats->control_bad_requests = server->bad_requests;
+	stats->control_timeouts = server->timeouts;
+	stats->control_evicted = server->evicted;
+	stats->control_busy = server->busy;
 	response.stats = stats;
 	respond(server, slot, &response);
 	vsockmux__control__stats__free_unpacked(stats, NULL);

@@ -7,7 +7,10 @@
  * Never: lets a client block the broker or the data path: every socket is
  * non-blocking, requests are at most CONTROL_MAX_REQUEST bytes, clients
  * are capped at CONTROL_MAX_CLIENTS and dropped after CONTROL_TIMEOUT_NS;
- * only root and the daemon's own uid (SO_PEERCRED) get answers.
+ * only root and the daemon's own uid (SO_PEERCRED) get answers. Clients
+ * that stall mid-request cannot lock good ones out: a request already
+ * there is read at accept, and with every slot taken the oldest client
+ * still reading its request makes room for the new one.
  */
 #ifndef VSOCKMUX_BROKER_CONTROL_H
 #define VSOCKMUX_BROKER_CONTROL_H
@@ -53,6 +56,8 @@ struct control_server {
 	uid_t daemon_uid;
 	struct control_client clients[CONTROL_MAX_CLIENTS];
 	struct log_ratelimit log_limit;
+	/* hostile or broken clients, reported in Stats (control_*) */
+	uint64_t bad_requests, timeouts, evicted, busy;
 };
 
 /* epoll sources the broker routes here (data.u64: source | slot << 32). */

@@ -132,6 +132,11 @@ static json_object *stats_object(struct json_builder *builder,
 	add_u64(builder, object, "tx_window_bytes", stats->tx_window_bytes);
 	add_u64(builder, object, "tx_buffer_budget", stats->tx_buffer_budget);
 	add_u64(builder, object, "windows_limited", stats->windows_limited);
+	add_u64(builder, object, "host_gone_before_ok", stats->host_gone_before_ok);
+	add_u64(builder, object, "control_bad_requests", stats->control_bad_requests);
+	add_u64(builder, object, "control_timeouts", stats->control_timeouts);
+	add_u64(builder, object, "control_evicted", stats->control_evicted);
+	add_u64(builder, object, "control_busy", stats->control_busy);
 	add_u64(builder, object, "rst_sent", stats->rst_sent);
 	add_u64(builder, object, "rst_received", stats->rst_received);
 	add_u64(builder, object, "bytes_to_host", stats->bytes_to_host);

@@ -169,6 +169,21 @@ static void global_metrics(FILE *out, const ControlStats *stats)
 	simple_family(out, "vsockmux_windows_limited_total", "counter",
 		      "Credit offers below --tx-buffer-size under memory pressure.",
 		      stats->windows_limited);
+	simple_family(out, "vsockmux_host_gone_before_ok_total", "counter",
+		      "Host clients that closed before the guest accepted.",
+		      stats->host_gone_before_ok);
+	simple_family(out, "vsockmux_control_bad_requests_total", "counter",
+		      "Control clients whose request was malformed, too large or of another version.",
+		      stats->control_bad_requests);
+	simple_family(out, "vsockmux_control_timeouts_total", "counter",
+		      "Control clients closed at the client timeout.",
+		      stats->control_timeouts);
+	simple_family(out, "vsockmux_control_evicted_total", "counter",
+		      "Control clients closed mid-request to make room for a new one.",
+		      stats->control_evicted);
+	simple_family(out, "vsockmux_control_busy_total", "counter",
+		      "Control clients turned away with every slot taken.",
+		      stats->control_busy);
 
 	family(out, "vsockmux_broker_connect_duration_seconds", "summary",
 	       "Time the broker took to connect host sockets.");

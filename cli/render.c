@@ -288,11 +288,17 @@ int render_stats(FILE *out, const ControlStats *stats)
 	failed |= add_heading(&table, "host handshakes");
 	failed |= add_count(&table, "  in progress", stats->handshakes_current);
 	failed |= add_count(&table, "  accept pauses", stats->host_accept_pauses);
+	failed |= add_count(&table, "  gone before OK", stats->host_gone_before_ok);
 	failed |= add_heading(&table, "guest-to-host memory");
 	failed |= add_bytes(&table, "  buffered", stats->tx_buffered_bytes);
 	failed |= add_bytes(&table, "  credit offered", stats->tx_window_bytes);
 	failed |= add_bytes(&table, "  budget", stats->tx_buffer_budget);
 	failed |= add_count(&table, "  windows limited", stats->windows_limited);
+	failed |= add_heading(&table, "control clients");
+	failed |= add_count(&table, "  bad requests", stats->control_bad_requests);
+	failed |= add_count(&table, "  timed out", stats->control_timeouts);
+	failed |= add_count(&table, "  evicted", stats->control_evicted);
+	failed |= add_count(&table, "  busy", stats->control_busy);
 	failed |= add_heading(&table, "rst");
 	failed |= add_count(&table, "  sent", stats->rst_sent);
 	failed |= add_count(&table, "  received", stats->rst_received);

@@ -392,6 +392,7 @@ static void on_guest_response(struct muxer *muxer, struct conn *conn,
 	length = snprintf(reply, sizeof(reply), "OK %" PRIu32 "\n", conn->local_port);
 	if (send(conn->host_fd, reply, (size_t)length, MSG_NOSIGNAL | MSG_DONTWAIT) !=
 	    length) {
+		muxer->stats.host_gone_before_ok++;
 		conn_reset(muxer, conn, "host client gone before OK");
 		return;
 	}

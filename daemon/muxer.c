@@ -443,20 +443,39 @@ static struct conn *rx_fifo_pop(struct muxer *muxer)
 	return conn;
 }
 
-/* false when the guest ran out of RX buffers. */
-static bool rx_drain_work(struct muxer *muxer, unsigned *budget)
+/* Send up to count queued RSTs; false when the guest ran out of RX
+ * buffers. */
+static bool rx_send_orphans(struct muxer *muxer, uint32_t count)
 {
-	while (muxer->orphan_count > 0) {
+	for (; count > 0 && muxer->orphan_count > 0; count--) {
 		if (!rx_send_orphan_rst(muxer, &muxer->orphans[muxer->orphan_head]))
 			return false;
 		muxer->orphan_head = (muxer->orphan_head + 1) % muxer->orphan_capacity;
 		muxer->orphan_count--;
 	}
+	return true;
+}
+
+/*
+ * false when the guest ran out of RX buffers. RSTs owed for connections
+ * that are gone take turns with the live connections, MUXER_RX_BATCH per
+ * turn: a burst of closing connections must not starve every connection
+ * with data until each RST is out (their queue is bounded: guest packets
+ * pause at MUXER_ORPHAN_TX_PAUSE).
+ */
+static bool rx_drain_work(struct muxer *muxer, unsigned *budget)
+{
 	while (*budget > 0) {
-		struct conn *conn = rx_fifo_pop(muxer);
+		struct conn *conn;
 		uint32_t generation;
-		if (!conn)
-			return true;
+		if (!rx_send_orphans(muxer, MUXER_RX_BATCH))
+			return false;
+		conn = rx_fifo_pop(muxer);
+		if (!conn) {
+			if (muxer->orphan_count == 0)
+				return true;
+			continue;
+		}
 		(*budget)--;
 		generation = conn->generation;
 		if (conn->pending) {
@@ -473,8 +492,6 @@ static bool rx_drain_work(struct muxer *muxer, unsigned *budget)
 		/* conn may have been reset meanwhile (then its slot is free) */
 		if (conn->state != CONN_FREE && conn->generation == generation)
 			conn_schedule_rx(muxer, conn);
-		if (muxer->orphan_count > 0)
-			return rx_drain_work(muxer, budget);
 	}
 	return true;
 }

@@ -98,6 +98,7 @@ struct muxer_stats {
 	uint64_t broker_connects, broker_connect_ns_sum, broker_connect_ns_max;
 	uint64_t windows_limited;        /* credit offered below --tx-buffer-size */
 	uint64_t host_accept_pauses;     /* handshake cap reached */
+	uint64_t host_gone_before_ok;    /* closed before the guest accepted */
 };
 
 struct muxer {

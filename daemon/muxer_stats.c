@@ -140,6 +140,7 @@ static int pack_stats(const struct muxer *muxer, bool include_connections,
 	stats.refused_handshake_limit = counters->refused[REFUSED_HANDSHAKE_LIMIT];
 	stats.handshakes_current = muxer->handshakes_in_progress;
 	stats.host_accept_pauses = counters->host_accept_pauses;
+	stats.host_gone_before_ok = counters->host_gone_before_ok;
 	stats.tx_buffered_bytes = buffered_bytes(muxer);
 	stats.tx_window_bytes = muxer->windows_reserved;
 	stats.tx_buffer_budget = muxer->options->tx_buffer_budget;

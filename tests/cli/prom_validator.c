@@ -117,10 +117,15 @@ static int enter_family(struct validator *validator, const char *name,
 	if (!family) {
 		if (validator->family_count == validator->family_capacity) {
 			size_t capacity = validator->family_capacity ? validator->family_capacity * 2 : 32;
+			size_t current = validator->current ?
+					 (size_t)(validator->current - validator->families) : 0;
 			struct family *grown = realloc(validator->families,
 						       capacity * sizeof(*grown));
 			if (!grown)
 				return fail(validator, "out of memory");
+			/* current pointed into the old array */
+			if (validator->current)
+				validator->current = &grown[current];
 			validator->families = grown;
 			validator->family_capacity = capacity;
 		}

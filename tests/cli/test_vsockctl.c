@@ -401,7 +401,9 @@ static void assert_every_stats_field(json_object *root, unsigned sample)
 		"broker_connect_ns_sum", "broker_connect_ns_max", "connections",
 		"connections_truncated", "refused_handshake_limit", "handshakes_current",
 		"host_accept_pauses", "tx_buffered_bytes", "tx_window_bytes",
-		"tx_buffer_budget", "windows_limited",
+		"tx_buffer_budget", "windows_limited", "host_gone_before_ok",
+		"control_bad_requests", "control_timeouts", "control_evicted",
+		"control_busy",
 	};
 	static const char *const connection_fields[] = {
 		"local_port", "peer_port", "from_host", "state", "age_ms", "idle_ms",
