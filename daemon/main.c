@@ -7,8 +7,8 @@
  * socket must reach the user as one line and exit code 1, not as a muxer
  * that starts and dies. Why the parent is the broker: it owns the sockets
  * and the paths on disk, and whoever started us (systemd) supervises it;
- * the muxer dies with it (PR_SET_PDEATHSIG) and it exits when the muxer
- * dies (SIGCHLD, channel EOF).
+ * the muxer dies with it (PR_SET_PDEATHSIG: SIGHUP, whose handler logs
+ * why and exits) and it exits when the muxer dies (SIGCHLD, channel EOF).
  *
  * Lock-down order, per process (design.md section 1, issue #3):
  *   muxer:  namespaces + empty root (if privileged), resource limits,
@@ -73,6 +73,24 @@ static int apply_seccomp(void *opaque)
 	return 0;
 }
 
+/*
+ * The muxer's parent-death signal. SIGHUP rather than SIGKILL so that the
+ * muxer's last words say why it went (the broker cannot: it is the one
+ * that died); only async-signal-safe calls, and nothing the seccomp filter
+ * denies (write to stderr, exit_group).
+ */
+static void on_broker_death(int signal_number)
+{
+	static const char line[] = "vsockmuxd[muxer] error: the broker process died "
+				   "(parent-death signal); the muxer exits with it\n";
+	ssize_t ignored;
+
+	(void)signal_number;
+	ignored = write(STDERR_FILENO, line, sizeof(line) - 1);
+	(void)ignored;
+	_exit(1);
+}
+
 static int run_muxer(const struct vsockmuxd_options *options,
 		     const struct privilege_plan *plan,
 		     struct broker_listeners *listeners, int channel_fd,
@@ -90,8 +108,16 @@ static int run_muxer(const struct vsockmuxd_options *options,
 		sandbox_prepare_sanitizers();
 	if (!options->no_sandbox && privileges_isolate_muxer() < 0)
 		return 1;
+	{
+		struct sigaction action = { .sa_handler = on_broker_death };
+		sigemptyset(&action.sa_mask);
+		if (sigaction(SIGHUP, &action, NULL) != 0) {
+			log_error("sigaction SIGHUP: %s", strerror(errno));
+			return 1;
+		}
+	}
 	if (privileges_limit_resources(true, options->max_connections) < 0 ||
-	    privileges_drop(plan, SIGKILL, broker_pid) < 0)
+	    privileges_drop(plan, SIGHUP, broker_pid) < 0)
 		return 1;
 	return muxer_run(options, channel_fd, apply_seccomp, &context);
 }

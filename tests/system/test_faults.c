@@ -209,9 +209,10 @@ static void start_two_flows(struct sys_harness *h, struct host_listener **l,
 
 /*
  * SIGKILL of the broker mid-transfer: the muxer dies with it at once
- * (PR_SET_PDEATHSIG SIGKILL, so neither process lives to log; the exit
- * status says it). The socket files stay behind as dead sockets and the
- * next start replaces them and serves.
+ * (PR_SET_PDEATHSIG SIGHUP, whose handler logs one line and exits, unless
+ * the muxer saw the channel close first and said so). The
+ * socket files stay behind as dead sockets and the next start replaces
+ * them and serves.
  */
 static void test_kill_broker_mid_transfer(struct sys_harness *h)
 {
@@ -231,6 +232,11 @@ static void test_kill_broker_mid_transfer(struct sys_harness *h)
 	expect_both_gone_fast(h, start, &status);
 	CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
 	       "the broker ended with status %#x, not our SIGKILL", status);
+	/* the broker cannot say it; the muxer does: its parent-death handler,
+	 * or its loop when it sees the channel close first */
+	CHECKF(sys_log_count(h, mark, "the broker process died") +
+	       sys_log_count(h, mark, "broker closed the channel") >= 1,
+	       "no log line from the muxer about the broker's death");
 	expect_vm_connections_ended(h, flows, 2);
 	check_socket_files_after_exit(h, mark, false, left);
 	sys_forget_daemon(h);
