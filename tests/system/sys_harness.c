@@ -412,10 +412,9 @@ bool sys_log_wait(struct sys_harness *h, size_t mark, const char *text,
 	}
 }
 
-/* utime + stime of pid in clock ticks; 0 if unreadable. */
-static uint64_t sys_proc_cpu_ticks(pid_t pid)
+bool sys_proc_stat(pid_t pid, char *state, uint64_t *cpu_ticks)
 {
-	char path[64], text[1024];
+	char path[64], text[1024], letter;
 	unsigned long long utime = 0, stime = 0;
 	const char *p;
 	FILE *f;
@@ -424,16 +423,43 @@ static uint64_t sys_proc_cpu_ticks(pid_t pid)
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	f = fopen(path, "r");
 	if (!f)
-		return 0;
+		return false;
 	n = fread(text, 1, sizeof(text) - 1, f);
 	fclose(f);
 	text[n] = '\0';
 	p = strrchr(text, ')');
 	/* fields after "(comm)": state(3) ... utime(14) stime(15) */
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-			 &utime, &stime) != 2)
-		return 0;
-	return utime + stime;
+	if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			 &letter, &utime, &stime) != 3)
+		return false;
+	if (state)
+		*state = letter;
+	if (cpu_ticks)
+		*cpu_ticks = utime + stime;
+	return true;
+}
+
+/* utime + stime of pid in clock ticks; 0 if unreadable. */
+static uint64_t sys_proc_cpu_ticks(pid_t pid)
+{
+	uint64_t ticks = 0;
+
+	return sys_proc_stat(pid, NULL, &ticks) ? ticks : 0;
+}
+
+struct vsock_header sys_guest_header(uint32_t src_port, uint32_t dst_port,
+				     uint16_t op)
+{
+	struct vsock_header header = {
+		.src_cid = VGUEST_DEFAULT_CID,
+		.dst_cid = VSOCK_HOST_CID,
+		.src_port = src_port,
+		.dst_port = dst_port,
+		.type = VSOCK_TYPE_STREAM,
+		.op = op,
+		.buf_alloc = VGUEST_DEFAULT_BUF_ALLOC,
+	};
+	return header;
 }
 
 double sys_daemon_cpu_ms(struct sys_harness *h)

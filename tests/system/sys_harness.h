@@ -314,6 +314,12 @@ void sys_print_guest_stats(const struct vguest *vg);
  * entries or error signals. */
 void sys_check_guest_clean(struct vguest *vg);
 
+/* A stream packet header from the default guest (VGUEST_DEFAULT_CID) to
+ * the host, buf_alloc VGUEST_DEFAULT_BUF_ALLOC, everything else 0, for
+ * vguest_send_raw. */
+struct vsock_header sys_guest_header(uint32_t src_port, uint32_t dst_port,
+				     uint16_t op);
+
 /* ---- patterns ---- */
 void pattern_fill(uint32_t seed, uint64_t offset, uint8_t *buffer, size_t len);
 /* Returns the index of the first wrong byte, or len if all match. */
@@ -334,6 +340,10 @@ void sys_stats_free(Vsockmux__Control__Response *response);
 uint64_t sys_stats_dropped(const Vsockmux__Control__Stats *stats, const char *reason);
 /* One query, one reason. */
 uint64_t sys_stats_dropped_now(struct sys_harness *h, const char *reason);
+/* From /proc/PID/stat: the state letter (R, S, T, ...) and utime + stime
+ * in clock ticks; false if the process cannot be read. Either may be
+ * NULL. */
+bool sys_proc_stat(pid_t pid, char *state, uint64_t *cpu_ticks);
 /* VmRSS of a process in KiB, or -1. The muxer is sys_daemon_child_pid(h). */
 long sys_process_rss_kib(pid_t pid);
 

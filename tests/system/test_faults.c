@@ -287,24 +287,6 @@ static void test_kill_muxer_mid_transfer(struct sys_harness *h)
 	expect_new_connections_work(h, h->vg, 53, l, 300);
 }
 
-static char process_state(pid_t pid)
-{
-	char path[64], text[512];
-	const char *p;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return '?';
-	n = fread(text, 1, sizeof(text) - 1, f);
-	fclose(f);
-	text[n] = '\0';
-	p = strrchr(text, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
 /*
  * SIGSTOP of the muxer for 3 s mid-transfer, then SIGCONT: every
  * connection survives and every byte arrives, both ways, exactly; the
@@ -319,6 +301,7 @@ static void test_sigstop_muxer_3s(struct sys_harness *h)
 	struct vguest_sock *late_g = NULL;
 	Vsockmux__Control__Response *response;
 	uint64_t before, during, stopped_ns;
+	char state = '?';
 	pid_t muxer;
 
 	sys_setup(h);
@@ -336,7 +319,7 @@ static void test_sigstop_muxer_3s(struct sys_harness *h)
 	muxer = sys_daemon_child_pid(h);
 	CHECK(muxer > 0);
 	CHECK(kill(muxer, SIGSTOP) == 0);
-	WAIT_FOR(h, 1000, process_state(muxer) == 'T');
+	WAIT_FOR(h, 1000, sys_proc_stat(muxer, &state, NULL) && state == 'T');
 	stopped_ns = sys_now_ns();
 	before = 0;
 	for (unsigned i = 0; i < 4; i++)
@@ -345,7 +328,7 @@ static void test_sigstop_muxer_3s(struct sys_harness *h)
 	late = host_connect_port(h, 52);
 	/* the fault lasts 3 s: observe, bounded */
 	sys_pump_for(h, 3000);
-	CHECK(process_state(muxer) == 'T');
+	CHECK(sys_proc_stat(muxer, &state, NULL) && state == 'T');
 	during = 0;
 	for (unsigned i = 0; i < 4; i++)
 		during += flow_bytes(&flows[i]);

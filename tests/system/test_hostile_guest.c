@@ -91,20 +91,6 @@ struct good {
 	uint64_t longest_gap_ns;       /* of the latest good_measure */
 };
 
-static struct vsock_header raw_header(uint32_t src_port, uint32_t dst_port, uint16_t op)
-{
-	struct vsock_header header = {
-		.src_cid = VGUEST_DEFAULT_CID,
-		.dst_cid = VSOCK_HOST_CID,
-		.src_port = src_port,
-		.dst_port = dst_port,
-		.type = VSOCK_TYPE_STREAM,
-		.op = op,
-		.buf_alloc = VGUEST_DEFAULT_BUF_ALLOC,
-	};
-	return header;
-}
-
 static void good_start(struct good *gd, uint64_t bytes)
 {
 	gd->seed += 2;
@@ -396,7 +382,7 @@ static bool credit_step(struct sys_harness *h, struct good *gd, void *opaque)
 	(void)gd;
 	while (x->sent < x->conns * x->packets) {
 		unsigned conn = x->sent % x->conns, index = x->sent / x->conns;
-		struct vsock_header header = raw_header(x->g[conn]->local_port,
+		struct vsock_header header = sys_guest_header(x->g[conn]->local_port,
 							HOSTILE_HOST_PORT, VSOCK_OP_RW);
 		header.len = 64 * KIB;
 		pattern_fill(900 + conn, (uint64_t)index * 64 * KIB, x->payload, 64 * KIB);
@@ -499,7 +485,7 @@ static bool flood_step(struct sys_harness *h, struct good *gd, void *opaque)
 	for (unsigned burst = 0; burst < 16 && x->sent < FLOOD_REQUESTS && x->sent < due;
 	     burst++) {
 		uint32_t port = x->sent % 2 ? NO_LISTENER_PORT : HOSTILE_HOST_PORT;
-		struct vsock_header header = raw_header(FLOOD_FIRST_PORT + x->sent, port,
+		struct vsock_header header = sys_guest_header(FLOOD_FIRST_PORT + x->sent, port,
 							VSOCK_OP_REQUEST);
 		if (!raw_try(h, &header, NULL, 0))
 			return false;
@@ -637,7 +623,7 @@ static bool cid_step(struct sys_harness *h, struct good *gd, void *opaque)
 		/* alternate: RW into the good "up" pair (a daemon that took it
 		 * would corrupt that stream), REQUEST to the good listener */
 		bool rw = x->sent % 2 == 0;
-		struct vsock_header header = raw_header(rw ? x->up_port : 30000 + x->sent,
+		struct vsock_header header = sys_guest_header(rw ? x->up_port : 30000 + x->sent,
 							GOOD_HOST_PORT,
 							rw ? VSOCK_OP_RW : VSOCK_OP_REQUEST);
 		size_t n = x->sent % 7;
@@ -725,7 +711,7 @@ static bool unknown_rw_step(struct sys_harness *h, struct good *gd, void *opaque
 			src = x->up_port;
 			dst = GOOD_HOST_PORT + 1;
 		}
-		header = raw_header(src, dst, VSOCK_OP_RW);
+		header = sys_guest_header(src, dst, VSOCK_OP_RW);
 		header.len = (uint32_t)(x->sent % sizeof(x->junk)) + 1;
 		if (!raw_try(h, &header, x->junk, header.len))
 			return false;
@@ -792,11 +778,11 @@ static bool badlen_step(struct sys_harness *h, struct good *gd, void *opaque)
 		struct vsock_header header;
 		if (x->sent < BADLEN_CONNS) {
 			/* one per hostile connection: it is reset */
-			header = raw_header(x->g[x->sent]->local_port, HOSTILE_HOST_PORT,
+			header = sys_guest_header(x->g[x->sent]->local_port, HOSTILE_HOST_PORT,
 					    VSOCK_OP_RW);
 		} else {
 			/* the rest for pairs that do not exist */
-			header = raw_header(41000 + x->sent, 7777, VSOCK_OP_RW);
+			header = sys_guest_header(41000 + x->sent, 7777, VSOCK_OP_RW);
 		}
 		header.len = lens[x->sent % 7];
 		if (!raw_try(h, &header, x->payload, x->sent % 2 ? sizeof(x->payload) : 0))
@@ -829,7 +815,7 @@ static void test_header_len_beyond_chain(struct sys_harness *h)
 	good_during(&gd, badlen_step, &x, "header len beyond the chain");
 	/* control packets with a payload length */
 	for (unsigned i = 0; i < 4; i++) {
-		struct vsock_header header = raw_header(42000 + i, 7777,
+		struct vsock_header header = sys_guest_header(42000 + i, 7777,
 							i % 2 ? VSOCK_OP_CREDIT_UPDATE :
 								VSOCK_OP_REQUEST);
 		header.len = 16;
@@ -875,10 +861,10 @@ static bool badop_step(struct sys_harness *h, struct good *gd, void *opaque)
 		struct vsock_header header;
 		unsigned i = x->sent;
 		if (i < BADOP_CONNS)
-			header = raw_header(x->g[i]->local_port, HOSTILE_HOST_PORT,
+			header = sys_guest_header(x->g[i]->local_port, HOSTILE_HOST_PORT,
 					    VSOCK_OP_RW);
 		else
-			header = raw_header(43000 + i, i % 4 ? 7778 : HOSTILE_HOST_PORT,
+			header = sys_guest_header(43000 + i, i % 4 ? 7778 : HOSTILE_HOST_PORT,
 					    VSOCK_OP_REQUEST);
 		if (i % 2) {
 			header.op = ops[(i / 2) % 5];
@@ -972,7 +958,7 @@ static bool absurd_step(struct sys_harness *h, struct good *gd, void *opaque)
 	if (phase == 3)
 		return true;
 	g = x->g[conn];
-	header = raw_header(g->local_port, g->peer_port, VSOCK_OP_CREDIT_UPDATE);
+	header = sys_guest_header(g->local_port, g->peer_port, VSOCK_OP_CREDIT_UPDATE);
 	header.fwd_cnt = g->fwd_cnt;
 	if (phase == 0) {
 		header.buf_alloc = 0;
@@ -1081,7 +1067,7 @@ static bool shut_step(struct sys_harness *h, struct good *gd, void *opaque)
 	(void)gd;
 	for (unsigned burst = 0; burst < 8 && x->sent < SHUT_CONNS * SHUT_REPEATS; burst++) {
 		struct vguest_sock *g = x->g[x->sent % SHUT_CONNS];
-		struct vsock_header header = raw_header(g->local_port, HOSTILE_HOST_PORT,
+		struct vsock_header header = sys_guest_header(g->local_port, HOSTILE_HOST_PORT,
 							VSOCK_OP_SHUTDOWN);
 		header.fwd_cnt = g->fwd_cnt;
 		/* undefined bits only: nothing may happen */
@@ -1126,7 +1112,7 @@ static void test_shutdown_undefined_flags(struct sys_harness *h)
 	}
 	/* the defined bit with junk: SEND acts */
 	for (unsigned i = 0; i < SHUT_CONNS; i++) {
-		struct vsock_header header = raw_header(x.g[i]->local_port, HOSTILE_HOST_PORT,
+		struct vsock_header header = sys_guest_header(x.g[i]->local_port, HOSTILE_HOST_PORT,
 							VSOCK_OP_SHUTDOWN);
 		header.fwd_cnt = x.g[i]->fwd_cnt;
 		header.flags = 0xf0u | VSOCK_SHUTDOWN_SEND;
@@ -1169,10 +1155,10 @@ static bool storm_step(struct sys_harness *h, struct good *gd, void *opaque)
 		if (x->sent % 4 == 0) {
 			/* a known pair (the first time it is live) */
 			struct vguest_sock *g = x->g[(x->sent / 4) % STORM_KNOWN];
-			header = raw_header(g->local_port, g->peer_port, VSOCK_OP_RST);
+			header = sys_guest_header(g->local_port, g->peer_port, VSOCK_OP_RST);
 			header.fwd_cnt = g->fwd_cnt;
 		} else {
-			header = raw_header(44000 + x->sent, 7000 + x->sent % 500, VSOCK_OP_RST);
+			header = sys_guest_header(44000 + x->sent, 7000 + x->sent % 500, VSOCK_OP_RST);
 		}
 		if (!raw_try(h, &header, NULL, 0))
 			return false;
@@ -1415,7 +1401,7 @@ struct chain_ctx {
 static bool chain_step(struct sys_harness *h, struct good *gd, void *opaque)
 {
 	struct chain_ctx *x = opaque;
-	struct vsock_header bad = raw_header(x->up_port, GOOD_HOST_PORT, VSOCK_OP_RW);
+	struct vsock_header bad = sys_guest_header(x->up_port, GOOD_HOST_PORT, VSOCK_OP_RW);
 	(void)gd;
 	bad.len = sizeof(x->junk);
 	for (unsigned burst = 0; burst < 4 && x->posted < CHAIN_TOTAL; burst++) {

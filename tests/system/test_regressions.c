@@ -26,21 +26,6 @@
 #define KIB 1024u
 #define MIB (1024u * 1024u)
 
-static struct vsock_header guest_header(uint32_t src_port, uint32_t dst_port,
-					uint16_t op)
-{
-	struct vsock_header header = {
-		.src_cid = VGUEST_DEFAULT_CID,
-		.dst_cid = VSOCK_HOST_CID,
-		.src_port = src_port,
-		.dst_port = dst_port,
-		.type = VSOCK_TYPE_STREAM,
-		.op = op,
-		.buf_alloc = 262144,
-	};
-	return header;
-}
-
 /* Content-checked transfer of size bytes each way on an open pair. */
 static void exchange(struct sys_harness *h, struct host_conn *c,
 		     struct vguest_sock *g, uint32_t seed, uint64_t size,
@@ -360,7 +345,7 @@ static void test_request_flood_without_rx_buffers(struct sys_harness *h)
 	vguest_set_rx_refill(h->vg, false);
 	for (uint32_t i = 0; i < flood; i++) {
 		uint64_t end = sys_wait_end(h, 300);
-		header = guest_header(first_port + i, dead_port, VSOCK_OP_REQUEST);
+		header = sys_guest_header(first_port + i, dead_port, VSOCK_OP_REQUEST);
 		while (vguest_send_raw(h->vg, &header, NULL, 0, NULL) != 0) {
 			CHECKF(errno == EAGAIN, "vguest_send_raw: %s", strerror(errno));
 			if (sys_now_ns() < end) {
@@ -387,7 +372,7 @@ static void test_request_flood_without_rx_buffers(struct sys_harness *h)
 	       "\n", flood, answered, sys_stats_dropped_now(h, "rst_queue_full"));
 	CHECK(sys_stats_dropped_now(h, "rst_queue_full") == 0);
 	/* the same pair again, right after its RST */
-	header = guest_header(first_port + 1, dead_port, VSOCK_OP_REQUEST);
+	header = sys_guest_header(first_port + 1, dead_port, VSOCK_OP_REQUEST);
 	send_raw_waiting(h, &header);
 	WAIT_FOR(h, 5000, vguest_count_packets(h->vg, false, VSOCK_OP_RST, first_port + 1,
 						 dead_port) == 2);
@@ -591,7 +576,7 @@ static void test_bad_input_log_ratelimited(struct sys_harness *h)
 	const char *text = "source CID is not the guest's";
 	struct vguest_sock *listener, *g;
 	struct host_conn *c;
-	struct vsock_header header = guest_header(7000, 7001, VSOCK_OP_REQUEST);
+	struct vsock_header header = sys_guest_header(7000, 7001, VSOCK_OP_REQUEST);
 	uint64_t start, elapsed_ms;
 	unsigned sent = 0, lines, allowed;
 	size_t mark;

@@ -26,24 +26,6 @@
 #define DEFAULT_BUF_ALLOC 262144u
 
 /* A header from the guest with everything right unless changed after. */
-static struct vsock_header guest_header(uint32_t src_port, uint32_t dst_port,
-					uint16_t op)
-{
-	struct vsock_header header = {
-		.src_cid = VGUEST_DEFAULT_CID,
-		.dst_cid = VSOCK_HOST_CID,
-		.src_port = src_port,
-		.dst_port = dst_port,
-		.len = 0,
-		.type = VSOCK_TYPE_STREAM,
-		.op = op,
-		.flags = 0,
-		.buf_alloc = DEFAULT_BUF_ALLOC,
-		.fwd_cnt = 0,
-	};
-	return header;
-}
-
 /* Close a connection from the guest and check the daemon's side of it:
  * host sees EOF, guest gets exactly one RST. */
 static void close_from_guest(struct sys_harness *h, struct vguest_sock *g,
@@ -766,7 +748,7 @@ static void test_malformed_chains(struct sys_harness *h)
 	host_sink(c, 55, up);
 	memset(junk, 'Z', sizeof(junk));
 	while (posted < VGUEST_BAD_CHAIN_COUNT) {
-		struct vsock_header bad = guest_header(g->local_port, 1234, VSOCK_OP_RW);
+		struct vsock_header bad = sys_guest_header(g->local_port, 1234, VSOCK_OP_RW);
 		bad.len = sizeof(junk);
 		bad.fwd_cnt = g->fwd_cnt;
 		if (vguest_post_bad_chain(h->vg, (enum vguest_bad_chain)posted, &bad, junk,
@@ -805,14 +787,14 @@ static void test_spoofed_cid(struct sys_harness *h)
 	sys_setup(h);
 	listener = host_listen(h, 7000);
 	/* REQUESTs from a foreign cid, the host cid, and to a wrong dst */
-	header = guest_header(1234, 7000, VSOCK_OP_REQUEST);
+	header = sys_guest_header(1234, 7000, VSOCK_OP_REQUEST);
 	header.src_cid = 4;
 	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
 	header.src_cid = VSOCK_HOST_CID;
 	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
 	header.src_cid = 0xffffffffffffffffull;
 	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
-	header = guest_header(1235, 7000, VSOCK_OP_REQUEST);
+	header = sys_guest_header(1235, 7000, VSOCK_OP_REQUEST);
 	header.dst_cid = 5;
 	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
 	header.dst_cid = 3;
@@ -831,7 +813,7 @@ static void test_spoofed_cid(struct sys_harness *h)
 	WAIT_FOR(h, 3000, g->state != VGUEST_SOCK_CONNECTING);
 	CHECK(g->state == VGUEST_SOCK_CONNECTED);
 	WAIT_FOR(h, 3000, (c = host_accept(listener)) != NULL);
-	header = guest_header(1234, 7000, VSOCK_OP_RW);
+	header = sys_guest_header(1234, 7000, VSOCK_OP_RW);
 	header.src_cid = 4;
 	header.len = (uint32_t)strlen(spoof);
 	CHECK(vguest_send_raw(h->vg, &header, spoof, strlen(spoof), NULL) == 0);
@@ -839,7 +821,7 @@ static void test_spoofed_cid(struct sys_harness *h)
 	header.dst_cid = 7;
 	CHECK(vguest_send_raw(h->vg, &header, spoof, strlen(spoof), NULL) == 0);
 	/* a spoofed RST must not kill the connection either */
-	header = guest_header(1234, 7000, VSOCK_OP_RST);
+	header = sys_guest_header(1234, 7000, VSOCK_OP_RST);
 	header.src_cid = 4;
 	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
 	sys_guest_write_all(h, g, legit, strlen(legit), 3000);
@@ -868,7 +850,7 @@ static void test_bad_type(struct sys_harness *h)
 	sys_setup(h);
 	listener = host_listen(h, 7001);
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-		header = guest_header(1300 + (uint32_t)i, 7001, VSOCK_OP_REQUEST);
+		header = sys_guest_header(1300 + (uint32_t)i, 7001, VSOCK_OP_REQUEST);
 		header.type = types[i];
 		CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
 	}
@@ -1088,7 +1070,7 @@ static void test_rst_unknown_not_answered(struct sys_harness *h)
 	struct vsock_header header;
 
 	sys_setup(h);
-	header = guest_header(2222, 3333, VSOCK_OP_RST);
+	header = sys_guest_header(2222, 3333, VSOCK_OP_RST);
 	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
 	sys_tx_barrier(h, h->vg);
 	CHECKF(vguest_count_packets(h->vg, false, VSOCK_OP_RST, 2222, 3333) == 0,
@@ -1108,7 +1090,7 @@ static void test_credit_request_answered(struct sys_harness *h)
 	listener = host_listen(h, 1234);
 	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
 	before = vguest_count_packets(h->vg, false, VSOCK_OP_CREDIT_UPDATE, g->local_port, 1234);
-	header = guest_header(g->local_port, 1234, VSOCK_OP_CREDIT_REQUEST);
+	header = sys_guest_header(g->local_port, 1234, VSOCK_OP_CREDIT_REQUEST);
 	header.fwd_cnt = g->fwd_cnt;
 	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
 	WAIT_FOR(h, 2000, vguest_count_packets(h->vg, false, VSOCK_OP_CREDIT_UPDATE,
@@ -1267,7 +1249,7 @@ static void test_rw_length_mismatch(struct sys_harness *h)
 	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
 	vguest_sock_mark_raw(g);
 	/* header claims 1000 bytes, chain carries 10 */
-	header = guest_header(g->local_port, 1234, VSOCK_OP_RW);
+	header = sys_guest_header(g->local_port, 1234, VSOCK_OP_RW);
 	header.len = 1000;
 	header.fwd_cnt = g->fwd_cnt;
 	CHECK(vguest_send_raw(h->vg, &header, short_payload, 10, &token_long) == 0);
@@ -1320,7 +1302,7 @@ static void test_credit_overrun_hostile(struct sys_harness *h)
 	vguest_sock_mark_raw(g);
 	host_set_paused(c, true);
 	while (sent < packets) {
-		struct vsock_header header = guest_header(g->local_port, 1234, VSOCK_OP_RW);
+		struct vsock_header header = sys_guest_header(g->local_port, 1234, VSOCK_OP_RW);
 		uint64_t end = sys_wait_end(h, 5000);
 		header.len = (uint32_t)packet;
 		header.fwd_cnt = g->fwd_cnt;
@@ -1619,13 +1601,13 @@ static void test_bad_op(struct sys_harness *h)
 	listener = host_listen(h, 1234);
 	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		header = guest_header(g->local_port, 1234, ops[i]);
+		header = sys_guest_header(g->local_port, 1234, ops[i]);
 		header.fwd_cnt = g->fwd_cnt;
 		header.len = ops[i] == VSOCK_OP_RESPONSE ? 0 : (uint32_t)strlen(junk);
 		CHECK(vguest_send_raw(h->vg, &header, junk, header.len, NULL) == 0);
 	}
 	/* and an unknown op for a connection that does not exist */
-	header = guest_header(2345, 1234, 99);
+	header = sys_guest_header(2345, 1234, 99);
 	CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
 	sys_tx_barrier(h, h->vg);
 	CHECKF(host_in_len(c) == 0, "a packet with a bad op delivered %zu bytes to the host",
@@ -1664,7 +1646,7 @@ static void test_guest_cid_option(struct sys_harness *h)
 	/* the default cid 3 is now foreign: dropped */
 	{
 		struct host_listener *host_l = host_listen(h, 1234);
-		struct vsock_header header = guest_header(1111, 1234, VSOCK_OP_REQUEST);
+		struct vsock_header header = sys_guest_header(1111, 1234, VSOCK_OP_REQUEST);
 		CHECK(vguest_send_raw(h->vg, &header, NULL, 0, NULL) == 0);
 		sys_tx_barrier(h, h->vg);
 		CHECK(host_l->accepted == 0);
