@@ -340,6 +340,11 @@ void sys_stats_free(Vsockmux__Control__Response *response);
 uint64_t sys_stats_dropped(const Vsockmux__Control__Stats *stats, const char *reason);
 /* One query, one reason. */
 uint64_t sys_stats_dropped_now(struct sys_harness *h, const char *reason);
+/* False when VSOCKMUX_SYSTEM_NO_RATE_CHECKS is set (the valgrind suite: the
+ * daemon runs many times slower and CPU-bound, so "at least half the
+ * undisturbed rate" measures valgrind): tests still move and check every
+ * byte, and print the rates, but do not assert them. */
+bool sys_rate_checks(void);
 /* From /proc/PID/stat: the state letter (R, S, T, ...) and utime + stime
  * in clock ticks; false if the process cannot be read. Either may be
  * NULL. */
