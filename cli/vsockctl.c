@@ -1,6 +1,6 @@
 /*
  * vsockctl.c - command line front end for the vsockmuxd control socket
- * (issue 4): status, conns, stats, watch, metrics; --json for machines.
+ *: status, conns, stats, watch, metrics; --json for machines.
  *
  * Socket: --control-socket PATH, else $VSOCKMUX_CONTROL_SOCKET when set and
  * non-empty, else /run/vsockmux/vsock.sock.ctl (the daemon's default is

@@ -1,7 +1,7 @@
 /*
  * virtio_vsock.c - encode/decode of the virtio-vsock wire header.
  *
- * Owns: byte order and field offsets (design.md section 2).
+ * Owns: byte order and field offsets (the virtio spec, socket device).
  * Never: validates semantics; that is the muxer's job on the decoded copy.
  */
 #include "vsockmux/virtio_vsock.h"

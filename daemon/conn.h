@@ -9,7 +9,7 @@
  * function per guest op and per host event, so the whole machine can be
  * read in one place.
  *
- * Credit (design.md section 2), all u32 with wrap-around:
+ * Credit (the virtio-vsock flow control), all u32 with wrap-around:
  *   guest -> host: we advertise buf_alloc = --tx-buffer-size and fwd_cnt =
  *     bytes written to the host socket. Bytes received but not yet written
  *     live in `ring` and may never exceed buf_alloc.

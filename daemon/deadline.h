@@ -1,8 +1,8 @@
 /*
  * deadline.h - every protocol timeout of the muxer, on one timerfd.
  *
- * Why: the anchors swept their kill queues only when a new connection
- * arrived, so timeouts fired late or never. Here every deadline is armed
+ * Why: a backend that sweeps its timeouts only when a new connection
+ * arrives fires them late or never. Here every deadline is armed
  * on a single timerfd and fires on time. All our timeouts have the same
  * length per kind, so each kind is a FIFO (append at the tail = sorted);
  * arming, cancelling and expiring are O(1).

@@ -10,7 +10,7 @@
  * the muxer dies with it (PR_SET_PDEATHSIG: SIGHUP, whose handler logs
  * why and exits) and it exits when the muxer dies (SIGCHLD, channel EOF).
  *
- * Lock-down order, per process (design.md section 1, issue #3):
+ * Lock-down order, per process:
  *   muxer:  namespaces + empty root (if privileged), resource limits,
  *           user + capabilities + no-new-privs + death signal, then (once
  *           its fds exist) the seccomp filter;

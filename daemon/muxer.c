@@ -1,7 +1,7 @@
 /*
  * muxer.c - the muxer's event loop and its two data paths.
  *
- * Why this shape (design.md section 4): the guest-to-host path writes
+ * Why this shape: the guest-to-host path writes
  * straight from the guest's TX buffers to the host socket; the host-to-
  * guest path reads straight into guest RX buffers, several at a time with
  * one readv. Nothing is allocated per packet. Host sockets are registered

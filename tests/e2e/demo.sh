@@ -1,5 +1,5 @@
 #!/bin/bash
-# demo.sh - the main job, shown on a real guest (issue 5 point 4): Debian's
+# demo.sh - the main job, shown on a real guest: Debian's
 # QEMU boots Debian's kernel with the e2e initramfs, its vhost-user-vsock-pci
 # device served by a running vsockmuxd, and a narrated demonstration runs:
 #   1. a host program connects to a guest program (CONNECT 5000), sends a line

@@ -1,5 +1,5 @@
 #!/bin/bash
-# run_e2e.sh - real-guest end-to-end suite (issue 5): Debian's QEMU
+# run_e2e.sh - real-guest end-to-end suite: Debian's QEMU
 # (vhost-user-vsock-pci, seqpacket=auto) booting Debian's kernel with a tiny
 # initramfs, attached to a running vsockmuxd.  All scenarios run in one guest
 # boot; a second boot (after SIGKILLing the first QEMU) checks that the same
@@ -14,7 +14,7 @@
 #        E2E_KEEP=1       keep the work dir even on success
 #        VSOCKMUX_E2E_CACHE  kernel cache (default /var/cache/vsockmux-e2e)
 # Output: "E2E-RESULT side:check PASS|FAIL detail" per check, then one
-#         "E2E-SCENARIO name PASS|FAIL" line per issue-5 scenario.
+#         "E2E-SCENARIO name PASS|FAIL" line per scenario.
 # Exit:  0 all scenarios passed; 77 skipped (QEMU, busybox-static or the
 #        kernel package could not be obtained; the reason is printed loudly);
 #        anything else is a failure.
@@ -251,7 +251,7 @@ echo "---- guest timeline (boot 1)"
 grep -a '^E2E-BOOT\|^E2E-START\|^E2E-DONE' "$SERIAL1" | tr -d '\r'
 echo "boot time (QEMU start -> guest init ready): boot1=${BOOT1:-none}s boot2=${BOOT2:-none}s accel=$ACCEL"
 
-# issue-5 scenarios and the checks each one needs
+# the scenarios and the checks each one needs
 SCENARIOS=(
  "host-connect-echo:guest:h2g-echo host:h2g-echo"
  "guest-connect-echo:guest:g2h-echo host:g2h-echo"

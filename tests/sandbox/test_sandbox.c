@@ -6,7 +6,7 @@
  * process with SIGSYS; abort() still ends in SIGABRT; --sandbox-debug
  * logs the syscall's name and exits 159; the filter covers every thread.
  *
- * Owns: the expectations (written by hand from issue 3, not derived from
+ * Owns: the expectations (written by hand from the security model, not derived from
  * the policy tables they check).
  * Never: loads a filter in the cmocka runner itself. Every filter is
  * loaded in a forked child that ends with _exit() or a signal, and the
@@ -49,7 +49,7 @@
 #define CHILD_APPLY_FAILED 121
 #define CHILD_TIMEOUT_SECONDS 10
 
-/* The muxer's issue-3 budget. */
+/* The muxer's syscall budget. */
 #define MUXER_MAX_SYSCALLS 35
 
 /* fds and resources a child sets up before its filter is loaded. */
@@ -838,7 +838,7 @@ static const struct probe_case probe_cases[] = {
 	ALLOWED(MUXER, restart_syscall),
 	ALLOWED(MUXER, signal_mask),
 	ALLOWED(MUXER, tgkill_self_abort),
-	/* muxer: forbidden calls (issue 3's list and more) */
+	/* muxer: forbidden calls (the security model's list and more) */
 	FORBIDDEN(MUXER, socket_unix),
 	FORBIDDEN(MUXER, socket_inet),
 	FORBIDDEN(MUXER, socketpair),

@@ -1,5 +1,5 @@
 /*
- * test_control.c - the control plane (issue 4) against the real daemon:
+ * test_control.c - the control plane against the real daemon:
  * the real vsockctl binary and raw control-protocol clients ask a running
  * vsockmuxd, driven by the virtual guest, what it is doing, and the answers
  * must match the traffic the test produced: exact counters, every --json

@@ -327,7 +327,7 @@ static void send_ring_setup(struct harness *harness, unsigned index)
 				       &harness->kick[index]), 0);
 }
 
-/* QEMU 7.2 order (design.md section 7) up to running rings. */
+/* QEMU 7.2 order, as it was seen on the wire, up to running rings. */
 static void qemu_setup(struct harness *harness)
 {
 	uint64_t value;

@@ -1,6 +1,6 @@
 /*
  * test_virtio_vsock.c - unit tests for common/virtio_vsock.c: the 44-byte
- * little-endian header, every field at its offset (design.md section 2),
+ * little-endian header, every field at its offset (virtio spec, socket device),
  * decode/encode round trips, and op names.
  */
 #include <setjmp.h>
@@ -27,7 +27,7 @@ static const struct vsock_header sample = {
 	.fwd_cnt = 0x91929394u,
 };
 
-/* The same header, written out by hand from the section 2 table. */
+/* The same header, written out by hand from the virtio spec's layout. */
 static const uint8_t sample_wire[VSOCK_HEADER_SIZE] = {
 	/* 0: src_cid, u64 LE */
 	0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
