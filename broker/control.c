@@ -75,15 +75,6 @@ static void write_response(struct control_server *server, struct control_client 
 	close_client(server, client);
 }
 
-/* The 4-byte big-endian length in front of every message. */
-static void put_length_prefix(uint8_t *frame, size_t length)
-{
-	frame[0] = (uint8_t)(length >> 24);
-	frame[1] = (uint8_t)(length >> 16);
-	frame[2] = (uint8_t)(length >> 8);
-	frame[3] = (uint8_t)length;
-}
-
 /* Frame and start sending response (which may carry an error). */
 static void respond(struct control_server *server, uint32_t slot,
 		    Vsockmux__Control__Response *response)
@@ -106,7 +97,7 @@ static void respond(struct control_server *server, uint32_t slot,
 		close_client(server, client);
 		return;
 	}
-	put_length_prefix(client->response, length);
+	control_put_length(client->response, (uint32_t)length);
 	protobuf_c_message_pack(&response->base, client->response + 4);
 	client->response_length = 4 + length;
 	client->response_sent = 0;
@@ -174,7 +165,7 @@ static void send_busy(int fd)
 	response.error = "busy: too many control clients, try again";
 	length = protobuf_c_message_get_packed_size(&response.base);
 	if (length + 4 <= sizeof(frame)) {
-		put_length_prefix(frame, length);
+		control_put_length(frame, (uint32_t)length);
 		protobuf_c_message_pack(&response.base, frame + 4);
 		(void)send(fd, frame, length + 4, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
@@ -321,9 +312,7 @@ static void read_request(struct control_server *server, uint32_t slot)
 		size_t need = 4, length = 0;
 		ssize_t got;
 		if (client->request_length >= 4) {
-			length = ((size_t)client->request[0] << 24) |
-				 ((size_t)client->request[1] << 16) |
-				 ((size_t)client->request[2] << 8) | client->request[3];
+			length = control_get_length(client->request);
 			if (length > CONTROL_MAX_REQUEST) {
 				server->bad_requests++;
 				respond_error(server, slot, "request too large");

@@ -21,12 +21,10 @@
 #include <sys/types.h>
 
 #include "ipc.pb-c.h"
+#include "vsockmux/control_wire.h"
 #include "vsockmux/log.h"
 
-#define CONTROL_PROTOCOL_VERSION 1u
 #define CONTROL_MAX_CLIENTS 32u
-#define CONTROL_MAX_REQUEST 256u
-#define CONTROL_MAX_RESPONSE (4u * 1024u * 1024u)
 #define CONTROL_TIMEOUT_NS (5ull * 1000000000ull)
 
 enum control_client_state {

@@ -7,7 +7,7 @@
  *
  * Owns: one non-blocking AF_UNIX socket per call, closed before returning.
  * Never: blocks without a deadline, raises SIGPIPE (MSG_NOSIGNAL), or
- * accepts a response length above CONTROL_MAX_RESPONSE_BYTES.
+ * accepts a response length above CONTROL_MAX_RESPONSE.
  */
 #include "control_client.h"
 
@@ -248,21 +248,18 @@ static enum control_status send_request(struct exchange *exchange,
 					bool include_connections)
 {
 	Vsockmux__Control__Request request = VSOCKMUX__CONTROL__REQUEST__INIT;
-	uint8_t frame[4 + CONTROL_MAX_REQUEST_BYTES];
+	uint8_t frame[4 + CONTROL_MAX_REQUEST];
 	size_t length;
 
 	request.version = CONTROL_PROTOCOL_VERSION;
 	request.include_connections = include_connections;
 	length = vsockmux__control__request__get_packed_size(&request);
-	if (length > CONTROL_MAX_REQUEST_BYTES) {
+	if (length > CONTROL_MAX_REQUEST) {
 		set_error(exchange, "internal error: request of %zu bytes", length);
 		return CONTROL_FAILED;
 	}
 	vsockmux__control__request__pack(&request, frame + 4);
-	frame[0] = (uint8_t)(length >> 24);
-	frame[1] = (uint8_t)(length >> 16);
-	frame[2] = (uint8_t)(length >> 8);
-	frame[3] = (uint8_t)length;
+	control_put_length(frame, (uint32_t)length);
 	return send_all(exchange, frame, 4 + length);
 }
 
@@ -283,11 +280,10 @@ static enum control_status receive_response(struct exchange *exchange,
 	}
 	if (status != CONTROL_OK)
 		return status;
-	length = (uint32_t)header[0] << 24 | (uint32_t)header[1] << 16 |
-		 (uint32_t)header[2] << 8 | header[3];
-	if (length > CONTROL_MAX_RESPONSE_BYTES) {
+	length = control_get_length(header);
+	if (length > CONTROL_MAX_RESPONSE) {
 		set_error(exchange, "%s: response of %u bytes exceeds the %u MiB limit",
-			  exchange->path, length, CONTROL_MAX_RESPONSE_BYTES >> 20);
+			  exchange->path, length, CONTROL_MAX_RESPONSE >> 20);
 		return CONTROL_FAILED;
 	}
 	body = malloc(length ? length : 1);

@@ -12,10 +12,8 @@
 #include <stddef.h>
 
 #include "control.pb-c.h"
+#include "vsockmux/control_wire.h"
 
-#define CONTROL_PROTOCOL_VERSION 1u
-#define CONTROL_MAX_REQUEST_BYTES 256u
-#define CONTROL_MAX_RESPONSE_BYTES (4u * 1024 * 1024)
 #define CONTROL_TIMEOUT_MS 5000
 #define CONTROL_DEFAULT_SOCKET "/run/vsockmux/vsock.sock.ctl"
 #define CONTROL_SOCKET_ENV "VSOCKMUX_CONTROL_SOCKET"

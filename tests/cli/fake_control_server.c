@@ -6,6 +6,7 @@
  * Never: sleeps; every wait is poll() or SO_RCVTIMEO/SO_SNDTIMEO bounded.
  */
 #include "fake_control_server.h"
+#include "vsockmux/control_wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +20,6 @@
 #include <unistd.h>
 
 #define WAIT_MS 20000
-#define MAX_REQUEST 256u
 
 static bool write_all(int fd, const void *data, size_t length)
 {
@@ -55,8 +55,9 @@ static bool read_all(int fd, void *data, size_t length)
 
 static bool write_frame(int fd, const uint8_t *body, size_t length)
 {
-	uint8_t header[4] = { (uint8_t)(length >> 24), (uint8_t)(length >> 16),
-			      (uint8_t)(length >> 8), (uint8_t)length };
+	uint8_t header[CONTROL_PREFIX_SIZE];
+
+	control_put_length(header, (uint32_t)length);
 
 	return write_all(fd, header, sizeof(header)) && write_all(fd, body, length);
 }
@@ -173,14 +174,13 @@ static bool pack_bare(uint32_t version, const char *error, uint8_t **out, size_t
 static bool read_request(struct fake_server *server, int fd)
 {
 	Vsockmux__Control__Request *request;
-	uint8_t header[4], body[MAX_REQUEST];
+	uint8_t header[4], body[CONTROL_MAX_REQUEST];
 	uint32_t length;
 
 	if (!read_all(fd, header, sizeof(header)))
 		return false;
-	length = (uint32_t)header[0] << 24 | (uint32_t)header[1] << 16 |
-		 (uint32_t)header[2] << 8 | header[3];
-	if (length > MAX_REQUEST || !read_all(fd, body, length))
+	length = control_get_length(header);
+	if (length > CONTROL_MAX_REQUEST || !read_all(fd, body, length))
 		return false;
 	request = vsockmux__control__request__unpack(NULL, length, body);
 	if (!request)

@@ -94,8 +94,7 @@ static void check_answer(int fd)
 	if (length == 0)
 		return; /* still waiting, or closed without an answer */
 	check(length >= 4, "answer shorter than its length prefix");
-	check((((size_t)answer[0] << 24) | ((size_t)answer[1] << 16) |
-	       ((size_t)answer[2] << 8) | answer[3]) == length - 4,
+	check(control_get_length(answer) == length - 4,
 	      "length prefix does not match the answer");
 	response = vsockmux__control__response__unpack(NULL, length - 4, answer + 4);
 	check(response != NULL, "answer does not decode");

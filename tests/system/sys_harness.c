@@ -6,6 +6,7 @@
  * waits bounded by the test deadline.
  */
 #include "sys_harness.h"
+#include "vsockmux/control_wire.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1915,9 +1916,8 @@ Vsockmux__Control__Response *sys_query_stats(struct sys_harness *h,
 	       "sending the stats request: %s", strerror(errno));
 	CHECKF(stats_read(h, fd, frame, 4, end), "daemon closed the control "
 	       "connection without an answer");
-	need = ((size_t)frame[0] << 24) | ((size_t)frame[1] << 16) |
-	       ((size_t)frame[2] << 8) | frame[3];
-	CHECKF(need > 0 && need <= 4u * 1024u * 1024u, "stats length %zu", need);
+	need = control_get_length(frame);
+	CHECKF(need > 0 && need <= CONTROL_MAX_RESPONSE, "stats length %zu", need);
 	body = malloc(need);
 	CHECK(body);
 	CHECK(stats_read(h, fd, body, need, end));

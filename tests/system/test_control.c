@@ -30,6 +30,7 @@
 #include "control.pb-c.h"
 #include "prom_validator.h"
 #include "sys_harness.h"
+#include "vsockmux/control_wire.h"
 
 #define CONTROL_VERSION 1u
 #define FOREIGN_UID 12345u
@@ -852,9 +853,8 @@ static Vsockmux__Control__Response *raw_query_as(struct sys_harness *h, uid_t eu
 		}
 		got += (size_t)count;
 		if (got == 4 && need == 4) {
-			need = ((size_t)frame[0] << 24) | ((size_t)frame[1] << 16) |
-			       ((size_t)frame[2] << 8) | frame[3];
-			CHECKF(need > 0 && need <= 4u * 1024u * 1024u, "response length %zu", need);
+			need = control_get_length(frame);
+			CHECKF(need > 0 && need <= CONTROL_MAX_RESPONSE, "response length %zu", need);
 			body = malloc(need);
 			CHECK(body);
 			got = 0;
@@ -1088,10 +1088,7 @@ static void raw_step(struct hammer *hammer, int index, short revents)
 		if (client->response_got < client->response_need)
 			return;
 		if (client->response_need == 4) {
-			uint32_t length = ((uint32_t)client->response[0] << 24) |
-					  ((uint32_t)client->response[1] << 16) |
-					  ((uint32_t)client->response[2] << 8) |
-					  client->response[3];
+			uint32_t length = control_get_length(client->response);
 			uint8_t *grown;
 			CHECKF(length > 0 && length <= 4u * 1024u * 1024u,
 			       "control response length %u", length);

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "sys_harness.h"
+#include "vsockmux/control_wire.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
@@ -1268,8 +1269,7 @@ static bool control_read_response(struct sys_harness *h, struct good *g, int fd,
 		}
 		got += (size_t)count;
 		if (got == 4) {
-			need = 4 + (((size_t)frame[0] << 24) | ((size_t)frame[1] << 16) |
-				    ((size_t)frame[2] << 8) | frame[3]);
+			need = CONTROL_PREFIX_SIZE + control_get_length(frame);
 			CHECKF(need <= sizeof(frame), "error response of %zu bytes", need);
 		}
 	}
