@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "conn_table.h"
+#include "events.h"
 #include "muxer.h"
 #include "vsockmux/log.h"
 
@@ -37,6 +38,24 @@ static void conn_log_open(struct muxer *muxer, const struct conn *conn)
 	log_ratelimited(&muxer->audit_log, LOG_LEVEL_INFO,
 			"conn open: local %" PRIu32 " peer %" PRIu32 " from %s",
 			conn->local_port, conn->peer_port, initiator_name(conn));
+}
+
+/* epoll registration of the host socket (edge-triggered). */
+static int conn_watch_host(struct muxer *muxer, const struct conn *conn)
+{
+	return events_watch_host(muxer->epoll_fd, conn->host_fd, conn->generation,
+				 conn->slot);
+}
+
+/* EPOLLOUT interest only while the ring holds data. */
+static void conn_set_writable_interest(struct muxer *muxer, struct conn *conn,
+				       bool want)
+{
+	if (conn->epollout_armed == want || conn->host_fd < 0)
+		return;
+	if (events_host_interest(muxer->epoll_fd, conn->host_fd, conn->generation,
+				 conn->slot, want) == 0)
+		conn->epollout_armed = want;
 }
 
 /* ------------------------------------------------------------------------
@@ -259,7 +278,7 @@ static int deliver_to_host(struct muxer *muxer, struct conn *conn,
 			return -1;
 		}
 		if (!conn->epollout_armed)
-			muxer_set_host_writable_interest(muxer, conn, true);
+			conn_set_writable_interest(muxer, conn, true);
 	}
 	return 0;
 }
@@ -284,7 +303,7 @@ static void flush_ring(struct muxer *muxer, struct conn *conn)
 		conn->counters.bytes_to_host += (uint64_t)flushed;
 		muxer->stats.bytes_to_host += (uint64_t)flushed;
 	}
-	muxer_set_host_writable_interest(muxer, conn, false);
+	conn_set_writable_interest(muxer, conn, false);
 	if (conn->state == CONN_ESTABLISHED &&
 	    conn->deadline.armed && conn->guest_shut_rcv && conn->guest_shut_send)
 		deadline_cancel(&muxer->deadlines, &conn->deadline);
@@ -366,7 +385,7 @@ static void on_guest_request(struct muxer *muxer, struct conn *conn,
 	muxer->connects_in_flight++;
 	/* an RST still queued for this pair from an earlier connection must
 	 * not reach the new one */
-	muxer_forget_orphan_rst(muxer, conn->local_port, conn->peer_port);
+	rst_queue_forget(&muxer->rsts, conn->local_port, conn->peer_port);
 	deadline_arm(&muxer->deadlines, &conn->deadline, CONN_DEADLINE_CONNECT);
 }
 
@@ -624,7 +643,7 @@ void conn_adopt_host_client(struct muxer *muxer, int fd)
 	conn->counters.last_activity_ns = conn->counters.opened_ns;
 	connect_cmd_init(&conn->handshake);
 	tx_ring_init(&conn->ring, muxer->options->tx_buffer_size);
-	if (muxer_watch_host(muxer, conn) < 0) {
+	if (conn_watch_host(muxer, conn) < 0) {
 		conn_destroy(muxer, conn, "epoll registration failed");
 		return;
 	}
@@ -770,7 +789,7 @@ void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 	deadline_cancel(&muxer->deadlines, &conn->deadline);
 	conn->host_fd = fd;
 	conn->state = CONN_ESTABLISHED;
-	if (muxer_watch_host(muxer, conn) < 0) {
+	if (conn_watch_host(muxer, conn) < 0) {
 		conn_reset(muxer, conn, "epoll registration failed");
 		return;
 	}

@@ -26,82 +26,21 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "vsockmux/iov.h"
 #include "vsockmux/ipc.h"
 
 #define MUXER_RX_PACKET_BUDGET 1024u
 #define MUXER_ORPHAN_EXTRA (2u * MUXER_ORPHAN_TX_PAUSE)
 
-static uint64_t event_tag(enum muxer_event_kind kind, uint32_t generation,
-			  uint32_t slot)
-{
-	return ((uint64_t)kind << 56) | ((uint64_t)(generation & 0xffffffu) << 32) |
-	       slot;
-}
-
-static int epoll_add(struct muxer *muxer, int fd, uint32_t events, uint64_t tag)
-{
-	struct epoll_event event = { .events = events, .data.u64 = tag };
-	if (epoll_ctl(muxer->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0) {
-		log_error("epoll_ctl(ADD fd %d): %s", fd, strerror(errno));
-		return -errno;
-	}
-	return 0;
-}
-
-int muxer_watch_host(struct muxer *muxer, struct conn *conn)
-{
-	return epoll_add(muxer, conn->host_fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
-			 event_tag(MUXER_EVENT_HOST, conn->generation, conn->slot));
-}
-
-void muxer_set_host_writable_interest(struct muxer *muxer, struct conn *conn,
-				      bool want)
-{
-	struct epoll_event event = {
-		.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (want ? EPOLLOUT : 0),
-		.data.u64 = event_tag(MUXER_EVENT_HOST, conn->generation, conn->slot),
-	};
-	if (conn->epollout_armed == want || conn->host_fd < 0)
-		return;
-	if (epoll_ctl(muxer->epoll_fd, EPOLL_CTL_MOD, conn->host_fd, &event) < 0) {
-		log_error("epoll_ctl(MOD fd %d): %s", conn->host_fd, strerror(errno));
-		return;
-	}
-	conn->epollout_armed = want;
-}
-
 void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
 			    uint32_t peer_port)
 {
-	uint32_t tail;
-	if (muxer->orphan_count == muxer->orphan_capacity) {
-		muxer->stats.dropped[DROP_RST_QUEUE_FULL]++;
-		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
-				"RST queue full; RST for port %" PRIu32 " dropped",
-				peer_port);
+	if (rst_queue_push(&muxer->rsts, local_port, peer_port))
 		return;
-	}
-	tail = (muxer->orphan_head + muxer->orphan_count) % muxer->orphan_capacity;
-	muxer->orphans[tail].local_port = local_port;
-	muxer->orphans[tail].peer_port = peer_port;
-	muxer->orphan_count++;
-}
-
-void muxer_forget_orphan_rst(struct muxer *muxer, uint32_t local_port,
-			     uint32_t peer_port)
-{
-	uint32_t kept = 0;
-	/* compact in place; the queue is almost always empty */
-	for (uint32_t i = 0; i < muxer->orphan_count; i++) {
-		struct orphan_rst entry =
-			muxer->orphans[(muxer->orphan_head + i) % muxer->orphan_capacity];
-		if (entry.local_port == local_port && entry.peer_port == peer_port)
-			continue;
-		muxer->orphans[(muxer->orphan_head + kept) % muxer->orphan_capacity] = entry;
-		kept++;
-	}
-	muxer->orphan_count = kept;
+	muxer->stats.dropped[DROP_RST_QUEUE_FULL]++;
+	log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+			"RST queue full; RST for port %" PRIu32 " dropped", peer_port);
 }
 
 /* ------------------------------------------------------------------------
@@ -286,7 +225,7 @@ static void rx_publish(struct muxer *muxer, int slot,
 }
 
 /* Send an RST for a connection that is gone. false: no RX buffer. */
-static bool rx_send_orphan_rst(struct muxer *muxer, const struct orphan_rst *orphan)
+static bool rx_send_orphan_rst(struct muxer *muxer, const struct rst_owed *orphan)
 {
 	struct vsock_header header;
 	int slot = rx_take_buffer(muxer);
@@ -447,11 +386,10 @@ static struct conn *rx_fifo_pop(struct muxer *muxer)
  * buffers. */
 static bool rx_send_orphans(struct muxer *muxer, uint32_t count)
 {
-	for (; count > 0 && muxer->orphan_count > 0; count--) {
-		if (!rx_send_orphan_rst(muxer, &muxer->orphans[muxer->orphan_head]))
+	for (; count > 0 && muxer->rsts.count > 0; count--) {
+		if (!rx_send_orphan_rst(muxer, rst_queue_oldest(&muxer->rsts)))
 			return false;
-		muxer->orphan_head = (muxer->orphan_head + 1) % muxer->orphan_capacity;
-		muxer->orphan_count--;
+		rst_queue_pop(&muxer->rsts);
 	}
 	return true;
 }
@@ -472,7 +410,7 @@ static bool rx_drain_work(struct muxer *muxer, unsigned *budget)
 			return false;
 		conn = rx_fifo_pop(muxer);
 		if (!conn) {
-			if (muxer->orphan_count == 0)
+			if (muxer->rsts.count == 0)
 				return true;
 			continue;
 		}
@@ -504,11 +442,11 @@ void muxer_process_rx(struct muxer *muxer)
 	muxer->rx_backlog = false;
 	if (!virtq_is_ready(queue))
 		return;
-	while (muxer->rx_head || muxer->orphan_count > 0) {
+	while (muxer->rx_head || muxer->rsts.count > 0) {
 		if (rx_drain_work(muxer, &budget)) {
 			/* work left with buffers to spare: next loop turn */
 			muxer->rx_backlog = budget == 0 &&
-					    (muxer->rx_head || muxer->orphan_count > 0);
+					    (muxer->rx_head || muxer->rsts.count > 0);
 			break;
 		}
 		/* out of buffers: ask for a kick, unless some arrived meanwhile */
@@ -516,7 +454,7 @@ void muxer_process_rx(struct muxer *muxer)
 			break;
 	}
 	virtq_notify(queue);
-	if (muxer->tx_paused_for_rst && muxer->orphan_count < MUXER_ORPHAN_TX_PAUSE / 2) {
+	if (muxer->tx_paused_for_rst && muxer->rsts.count < MUXER_ORPHAN_TX_PAUSE / 2) {
 		muxer->tx_paused_for_rst = false;
 		muxer->tx_backlog = true;
 	}
@@ -581,12 +519,12 @@ static void handle_tx_chain(struct muxer *muxer, const struct virtq_chain *chain
  * wait for RX buffers (the guest gets them back once it posts buffers). */
 static bool tx_must_pause(struct muxer *muxer)
 {
-	if (muxer->orphan_count < MUXER_ORPHAN_TX_PAUSE)
+	if (muxer->rsts.count < MUXER_ORPHAN_TX_PAUSE)
 		return false;
 	if (!muxer->tx_paused_for_rst)
 		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
 				"%" PRIu32 " RSTs wait for guest RX buffers; guest "
-				"packets paused until they go out", muxer->orphan_count);
+				"packets paused until they go out", muxer->rsts.count);
 	muxer->tx_paused_for_rst = true;
 	return true;
 }
@@ -628,12 +566,13 @@ static void on_kick_fd_changed(void *opaque, unsigned queue_index, int old_fd,
 			       int new_fd)
 {
 	struct muxer *muxer = opaque;
-	enum muxer_event_kind kind = queue_index == VSOCK_QUEUE_RX ? MUXER_EVENT_KICK_RX
-								   : MUXER_EVENT_KICK_TX;
+	enum event_kind kind = queue_index == VSOCK_QUEUE_RX ? EVENT_KICK_RX
+							     : EVENT_KICK_TX;
 	if (old_fd >= 0)
-		epoll_ctl(muxer->epoll_fd, EPOLL_CTL_DEL, old_fd, NULL);
+		events_remove(muxer->epoll_fd, old_fd);
 	if (new_fd >= 0)
-		epoll_add(muxer, new_fd, EPOLLIN, event_tag(kind, 0, 0));
+		(void)events_add(muxer->epoll_fd, new_fd, EPOLLIN,
+				 event_tag_encode(kind, 0, 0));
 }
 
 static void on_queue_state_changed(void *opaque, unsigned queue_index, bool ready)
@@ -665,8 +604,7 @@ static void drop_all_connections(struct muxer *muxer, const char *reason)
 		if (conn->state != CONN_FREE && conn->state != CONN_ABANDONED)
 			conn_destroy(muxer, conn, reason);
 	}
-	muxer->orphan_count = 0;
-	muxer->orphan_head = 0;
+	rst_queue_clear(&muxer->rsts);
 	rx_forget_spares(muxer);
 	muxer->tx_backlog = false;
 	muxer->tx_paused_for_rst = false;
@@ -698,7 +636,7 @@ static void detach_frontend(struct muxer *muxer)
 	/* Unregister before closing: the broker may still hold its copy of
 	 * this socket for a moment, and then the registration would outlive
 	 * our close() and keep reporting the hang-up. */
-	epoll_ctl(muxer->epoll_fd, EPOLL_CTL_DEL, muxer->device.fd, NULL);
+	events_remove(muxer->epoll_fd, muxer->device.fd);
 	log_info("vhost-user frontend detached; every connection reset");
 	vhost_user_detach(&muxer->device);
 	muxer_send_vmm_detached(muxer);
@@ -716,10 +654,10 @@ void muxer_attach_frontend(struct muxer *muxer, int fd)
 		return;
 	}
 	/* RSTs owed to the previous VM's guest mean nothing to this one */
-	muxer->orphan_count = 0;
-	muxer->orphan_head = 0;
+	rst_queue_clear(&muxer->rsts);
 	vhost_user_attach(&muxer->device, fd);
-	if (epoll_add(muxer, fd, EPOLLIN, event_tag(MUXER_EVENT_VHOST_USER, 0, 0)) < 0)
+	if (events_add(muxer->epoll_fd, fd, EPOLLIN,
+		       event_tag_encode(EVENT_VHOST_USER, 0, 0)) < 0)
 		detach_frontend(muxer);
 }
 
@@ -738,33 +676,31 @@ static void handle_timer(struct muxer *muxer)
 
 static void handle_event(struct muxer *muxer, const struct epoll_event *event)
 {
-	enum muxer_event_kind kind = (enum muxer_event_kind)(event->data.u64 >> 56);
-	uint32_t generation = (uint32_t)(event->data.u64 >> 32) & 0xffffffu;
-	uint32_t slot = (uint32_t)event->data.u64;
+	struct event_tag tag = event_tag_decode(event->data.u64);
 	struct conn *conn;
 
-	switch (kind) {
-	case MUXER_EVENT_CHANNEL:
+	switch (tag.kind) {
+	case EVENT_CHANNEL:
 		muxer_handle_channel(muxer);
 		break;
-	case MUXER_EVENT_VHOST_USER:
+	case EVENT_VHOST_USER:
 		if (vhost_user_is_attached(&muxer->device) &&
 		    vhost_user_handle_readable(&muxer->device) < 0)
 			detach_frontend(muxer);
 		break;
-	case MUXER_EVENT_KICK_RX:
+	case EVENT_KICK_RX:
 		virtq_drain_kick(&muxer->device.queues[VSOCK_QUEUE_RX]);
 		muxer_process_rx(muxer);
 		break;
-	case MUXER_EVENT_KICK_TX:
+	case EVENT_KICK_TX:
 		virtq_drain_kick(&muxer->device.queues[VSOCK_QUEUE_TX]);
 		muxer_process_tx(muxer);
 		break;
-	case MUXER_EVENT_TIMER:
+	case EVENT_TIMER:
 		handle_timer(muxer);
 		break;
-	case MUXER_EVENT_HOST:
-		conn = conn_table_by_slot(&muxer->table, slot, generation);
+	case EVENT_HOST:
+		conn = conn_table_by_slot(&muxer->table, tag.slot, tag.generation);
 		if (conn)
 			conn_on_host_event(muxer, conn, event->events);
 		break;
@@ -824,20 +760,18 @@ int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
 	for (unsigned slot = 0; slot < MUXER_RX_BATCH; slot++)
 		muxer->rx_slots[slot].iov = muxer->rx_segment_pool +
 					    (size_t)slot * MUXER_RX_SEGMENTS;
-	muxer->orphan_capacity = options->max_connections + MUXER_ORPHAN_EXTRA;
-	muxer->orphans = calloc(muxer->orphan_capacity, sizeof(*muxer->orphans));
-	if (!muxer->orphans) {
-		result = -ENOMEM;
+	result = rst_queue_init(&muxer->rsts, options->max_connections + MUXER_ORPHAN_EXTRA);
+	if (result < 0) {
 		log_error("RST queue: out of memory");
 		goto fail;
 	}
-	result = epoll_add(muxer, muxer->deadlines.timer_fd, EPOLLIN,
-			   event_tag(MUXER_EVENT_TIMER, 0, 0));
+	result = events_add(muxer->epoll_fd, muxer->deadlines.timer_fd, EPOLLIN,
+			    event_tag_encode(EVENT_TIMER, 0, 0));
 	if (result < 0)
 		goto fail;
 	if (channel_fd >= 0) {
-		result = epoll_add(muxer, channel_fd, EPOLLIN,
-				   event_tag(MUXER_EVENT_CHANNEL, 0, 0));
+		result = events_add(muxer->epoll_fd, channel_fd, EPOLLIN,
+				    event_tag_encode(EVENT_CHANNEL, 0, 0));
 		if (result < 0)
 			goto fail;
 	}
@@ -856,8 +790,7 @@ void muxer_destroy(struct muxer *muxer)
 	/* before the table: abandoned slots may still sit in its lists */
 	deadline_queue_destroy(&muxer->deadlines);
 	conn_table_destroy(&muxer->table);
-	free(muxer->orphans);
-	muxer->orphans = NULL;
+	rst_queue_destroy(&muxer->rsts);
 	free(muxer->rx_segment_pool);
 	muxer->rx_segment_pool = NULL;
 	if (muxer->epoll_fd >= 0)
@@ -896,7 +829,7 @@ int muxer_run(const struct vsockmuxd_options *options, int channel_fd,
 			handle_event(muxer, &events[i]);
 		if (muxer->tx_backlog)
 			muxer_process_tx(muxer);
-		if (muxer->rx_backlog || muxer->rx_head || muxer->orphan_count > 0)
+		if (muxer->rx_backlog || muxer->rx_head || muxer->rsts.count > 0)
 			muxer_process_rx(muxer);
 	}
 	exit_code = muxer->exit_code;

@@ -18,20 +18,11 @@
 #include "conn.h"
 #include "conn_table.h"
 #include "deadline.h"
+#include "rst_queue.h"
 #include "vhost_user.h"
 #include "virtq.h"
 #include "vsockmux/log.h"
 #include "vsockmux/options.h"
-
-/* epoll tags: kind in the top byte, then generation and slot for conns. */
-enum muxer_event_kind {
-	MUXER_EVENT_CHANNEL = 1,
-	MUXER_EVENT_VHOST_USER,
-	MUXER_EVENT_KICK_RX,
-	MUXER_EVENT_KICK_TX,
-	MUXER_EVENT_TIMER,
-	MUXER_EVENT_HOST,
-};
 
 /* RX buffers are filled in batches: one readv() fills several. */
 #define MUXER_RX_BATCH 16u
@@ -51,11 +42,6 @@ enum muxer_event_kind {
 struct rx_buffer {
 	struct virtq_chain chain;
 	struct iovec *iov;
-};
-
-struct orphan_rst {
-	uint32_t local_port;
-	uint32_t peer_port;
 };
 
 /* Why a packet or chain was dropped; indexes muxer_stats.dropped. */
@@ -118,8 +104,7 @@ struct muxer {
 	bool host_accept_paused;         /* broker told to stop accepting */
 	uint64_t windows_reserved;       /* sum of conn->window */
 
-	struct orphan_rst *orphans;      /* ring of RSTs owed */
-	uint32_t orphan_capacity, orphan_head, orphan_count;
+	struct rst_queue rsts;           /* RSTs owed for no connection */
 
 	/* RX buffer slots; the spare ones (popped, not used yet) form a FIFO
 	 * of slot numbers, oldest first. */
@@ -160,18 +145,9 @@ int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
 	       int channel_fd);
 void muxer_destroy(struct muxer *muxer);
 
-/* epoll registration of a host socket (EPOLLET). */
-int muxer_watch_host(struct muxer *muxer, struct conn *conn);
-/* Turn EPOLLOUT interest on or off for conn (only while the ring holds
- * data). */
-void muxer_set_host_writable_interest(struct muxer *muxer, struct conn *conn,
-				      bool want);
 /* Queue an RST for ports that have no (more) connection. */
 void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
 			    uint32_t peer_port);
-/* Drop queued RSTs for a port pair that is about to be reused. */
-void muxer_forget_orphan_rst(struct muxer *muxer, uint32_t local_port,
-			     uint32_t peer_port);
 /* The RX work FIFO: each connection at most once, O(1) removal. */
 void muxer_rx_enqueue(struct muxer *muxer, struct conn *conn);
 void muxer_rx_dequeue(struct muxer *muxer, struct conn *conn);

@@ -41,6 +41,7 @@
 
 #include "conn.h"
 #include "conn_table.h"
+#include "events.h"
 #include "fuzz_fds.h"
 #include "fuzz_input.h"
 #include "muxer.h"
@@ -328,15 +329,13 @@ static void pump(void)
 		if (count <= 0)
 			break;
 		for (int i = 0; i < count; i++) {
-			uint64_t tag = events[i].data.u64;
-			enum muxer_event_kind kind = (enum muxer_event_kind)(tag >> 56);
-			if (kind == MUXER_EVENT_HOST) {
+			struct event_tag tag = event_tag_decode(events[i].data.u64);
+			if (tag.kind == EVENT_HOST) {
 				struct conn *conn = conn_table_by_slot(
-					&h.muxer.table, (uint32_t)tag,
-					(uint32_t)(tag >> 32) & 0xffffffu);
+					&h.muxer.table, tag.slot, tag.generation);
 				if (conn)
 					conn_on_host_event(&h.muxer, conn, events[i].events);
-			} else if (kind == MUXER_EVENT_CHANNEL) {
+			} else if (tag.kind == EVENT_CHANNEL) {
 				muxer_handle_channel(&h.muxer);
 			}
 		}
@@ -364,7 +363,7 @@ static void guest_packet(struct fuzz_input *input)
 	struct pair_model *pair;
 	unsigned slot = h.tx_avail % (QUEUE_SIZE / 2);
 	uint32_t buffer = TX_BUFFERS + TX_SLOT_SIZE * slot;
-	uint32_t orphans_before = h.muxer.orphan_count;
+	uint32_t orphans_before = h.muxer.rsts.count;
 	uint16_t head = (uint16_t)(2 * slot);
 
 	header.op = (opsel & 0x80) ? fuzz_u16(input) : (uint16_t)(1u + (opsel & 7u) % 7u);
@@ -439,7 +438,7 @@ static void guest_packet(struct fuzz_input *input)
 	check(h.muxer.tx_paused_for_rst || h.tx_used_seen == h.tx_avail,
 	      "TX packet not consumed");
 	if (header.op == VSOCK_OP_RST)
-		check(h.muxer.orphan_count <= orphans_before, "RST queued in answer to an RST");
+		check(h.muxer.rsts.count <= orphans_before, "RST queued in answer to an RST");
 }
 
 static void post_rx(struct fuzz_input *input)

@@ -100,9 +100,9 @@ static void guest_send_data(struct fixture *fixture, uint32_t guest_port,
 static bool rst_queued(const struct muxer *muxer, uint32_t host_port,
 		       uint32_t guest_port)
 {
-	for (uint32_t i = 0; i < muxer->orphan_count; i++) {
-		const struct orphan_rst *rst =
-			&muxer->orphans[(muxer->orphan_head + i) % muxer->orphan_capacity];
+	for (uint32_t i = 0; i < muxer->rsts.count; i++) {
+		const struct rst_owed *rst =
+			&muxer->rsts.entries[(muxer->rsts.head + i) % muxer->rsts.capacity];
 		if (rst->local_port == host_port && rst->peer_port == guest_port)
 			return true;
 	}
@@ -206,11 +206,11 @@ static void test_guest_rst_is_never_answered(void **state)
 
 	guest_send(fixture, VSOCK_OP_RST, 5000, 1234, 0);
 	assert_null(conn_table_lookup(&fixture->muxer.table, 1234, 5000));
-	assert_int_equal(fixture->muxer.orphan_count, 0);
+	assert_int_equal(fixture->muxer.rsts.count, 0);
 	assert_int_equal(read(host, &byte, 1), 0); /* host socket closed */
 	/* RST for a connection that does not exist: silence */
 	guest_send(fixture, VSOCK_OP_RST, 7, 8, 0);
-	assert_int_equal(fixture->muxer.orphan_count, 0);
+	assert_int_equal(fixture->muxer.rsts.count, 0);
 	close(host);
 }
 
@@ -392,7 +392,7 @@ static void test_guest_refuses_host_connect(void **state)
 	conn_on_host_event(&fixture->muxer, conn, EPOLLIN);
 	guest_send(fixture, VSOCK_OP_RST, 9, conn->local_port, 0);
 	assert_int_equal(fixture->muxer.table.in_use, 0);
-	assert_int_equal(fixture->muxer.orphan_count, 0);
+	assert_int_equal(fixture->muxer.rsts.count, 0);
 	assert_int_equal(read(pair[1], &byte, 1), 0); /* closed, no "OK" */
 	close(pair[1]);
 }
