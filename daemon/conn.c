@@ -155,7 +155,7 @@ void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
 		handshake_finished(muxer);
 	conn_release_window(muxer, conn);
 	deadline_cancel(&muxer->deadlines, &conn->deadline);
-	muxer_rx_dequeue(muxer, conn);
+	rx_queue_remove(&muxer->rx_work, &conn->rx_work);
 	conn_table_remove(&muxer->table, conn);
 	tx_ring_clear(&conn->ring);
 	if (conn->host_fd >= 0)
@@ -191,7 +191,7 @@ void conn_schedule_rx(struct muxer *muxer, struct conn *conn)
 	bool has_work = conn->pending != 0 ||
 			(conn_wants_host_read(muxer, conn) && conn_peer_credit(conn) > 0);
 	if (has_work)
-		muxer_rx_enqueue(muxer, conn);
+		rx_queue_push_back(&muxer->rx_work, &conn->rx_work);
 }
 
 static void queue_pending(struct muxer *muxer, struct conn *conn,

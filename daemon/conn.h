@@ -19,11 +19,13 @@
 #define VSOCKMUX_CONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
 #include "connect_cmd.h"
 #include "deadline.h"
+#include "rx_queue.h"
 #include "tx_ring.h"
 #include "vsockmux/virtio_vsock.h"
 
@@ -110,8 +112,7 @@ struct conn {
 	bool host_write_shut;     /* shutdown(SHUT_WR) done */
 
 	uint32_t pending;         /* enum conn_pending bits */
-	bool in_rx_queue;
-	struct conn *rx_next, *rx_prev; /* intrusive FIFO of RX work */
+	struct rx_link rx_work;   /* in the muxer's queue of RX work */
 	struct conn *hash_next;
 	struct deadline_entry deadline;
 	struct connect_cmd_parser handshake;
@@ -121,6 +122,11 @@ struct conn {
 
 	struct conn_counters counters;
 };
+
+static inline struct conn *conn_of_rx_link(struct rx_link *link)
+{
+	return (struct conn *)((char *)link - offsetof(struct conn, rx_work));
+}
 
 /* Credit we may still use towards the guest (0 if the guest shrank it). */
 static inline uint32_t conn_peer_credit(const struct conn *conn)

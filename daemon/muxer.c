@@ -44,52 +44,6 @@ void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
 }
 
 /* ------------------------------------------------------------------------
- * the RX work FIFO
- */
-
-void muxer_rx_enqueue(struct muxer *muxer, struct conn *conn)
-{
-	if (conn->in_rx_queue)
-		return;
-	conn->in_rx_queue = true;
-	conn->rx_next = NULL;
-	conn->rx_prev = muxer->rx_tail;
-	if (muxer->rx_tail)
-		muxer->rx_tail->rx_next = conn;
-	else
-		muxer->rx_head = conn;
-	muxer->rx_tail = conn;
-}
-
-void muxer_rx_dequeue(struct muxer *muxer, struct conn *conn)
-{
-	if (!conn->in_rx_queue)
-		return;
-	if (conn->rx_prev)
-		conn->rx_prev->rx_next = conn->rx_next;
-	else
-		muxer->rx_head = conn->rx_next;
-	if (conn->rx_next)
-		conn->rx_next->rx_prev = conn->rx_prev;
-	else
-		muxer->rx_tail = conn->rx_prev;
-	conn->rx_next = conn->rx_prev = NULL;
-	conn->in_rx_queue = false;
-}
-
-static void rx_fifo_push_front(struct muxer *muxer, struct conn *conn)
-{
-	conn->in_rx_queue = true;
-	conn->rx_prev = NULL;
-	conn->rx_next = muxer->rx_head;
-	if (muxer->rx_head)
-		muxer->rx_head->rx_prev = conn;
-	else
-		muxer->rx_tail = conn;
-	muxer->rx_head = conn;
-}
-
-/* ------------------------------------------------------------------------
  * host -> guest (RX queue)
  */
 
@@ -376,10 +330,8 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 
 static struct conn *rx_fifo_pop(struct muxer *muxer)
 {
-	struct conn *conn = muxer->rx_head;
-	if (conn)
-		muxer_rx_dequeue(muxer, conn);
-	return conn;
+	struct rx_link *link = rx_queue_pop(&muxer->rx_work);
+	return link ? conn_of_rx_link(link) : NULL;
 }
 
 /* Send up to count queued RSTs; false when the guest ran out of RX
@@ -418,12 +370,12 @@ static bool rx_drain_work(struct muxer *muxer, unsigned *budget)
 		generation = conn->generation;
 		if (conn->pending) {
 			if (!rx_send_pending(muxer, conn)) {
-				rx_fifo_push_front(muxer, conn);
+				rx_queue_push_front(&muxer->rx_work, &conn->rx_work);
 				return false;
 			}
 		} else if (conn_wants_host_read(muxer, conn)) {
 			if (rx_fill_from_host(muxer, conn) == RX_FILL_NO_BUFFERS) {
-				rx_fifo_push_front(muxer, conn);
+				rx_queue_push_front(&muxer->rx_work, &conn->rx_work);
 				return false;
 			}
 		}
@@ -442,11 +394,11 @@ void muxer_process_rx(struct muxer *muxer)
 	muxer->rx_backlog = false;
 	if (!virtq_is_ready(queue))
 		return;
-	while (muxer->rx_head || muxer->rsts.count > 0) {
+	while (!rx_queue_empty(&muxer->rx_work) || muxer->rsts.count > 0) {
 		if (rx_drain_work(muxer, &budget)) {
 			/* work left with buffers to spare: next loop turn */
 			muxer->rx_backlog = budget == 0 &&
-					    (muxer->rx_head || muxer->rsts.count > 0);
+					    (!rx_queue_empty(&muxer->rx_work) || muxer->rsts.count > 0);
 			break;
 		}
 		/* out of buffers: ask for a kick, unless some arrived meanwhile */
@@ -829,7 +781,7 @@ int muxer_run(const struct vsockmuxd_options *options, int channel_fd,
 			handle_event(muxer, &events[i]);
 		if (muxer->tx_backlog)
 			muxer_process_tx(muxer);
-		if (muxer->rx_backlog || muxer->rx_head || muxer->rsts.count > 0)
+		if (muxer->rx_backlog || !rx_queue_empty(&muxer->rx_work) || muxer->rsts.count > 0)
 			muxer_process_rx(muxer);
 	}
 	exit_code = muxer->exit_code;

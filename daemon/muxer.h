@@ -19,6 +19,7 @@
 #include "conn_table.h"
 #include "deadline.h"
 #include "rst_queue.h"
+#include "rx_queue.h"
 #include "vhost_user.h"
 #include "virtq.h"
 #include "vsockmux/log.h"
@@ -98,7 +99,7 @@ struct muxer {
 	struct deadline_queue deadlines;
 	struct conn_table table;
 
-	struct conn *rx_head, *rx_tail;  /* connections with RX work */
+	struct rx_queue rx_work;         /* connections with RX work */
 	uint32_t connects_in_flight;     /* ConnectRequests unanswered */
 	uint32_t handshakes_in_progress; /* host clients reading CONNECT */
 	bool host_accept_paused;         /* broker told to stop accepting */
@@ -148,9 +149,6 @@ void muxer_destroy(struct muxer *muxer);
 /* Queue an RST for ports that have no (more) connection. */
 void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
 			    uint32_t peer_port);
-/* The RX work FIFO: each connection at most once, O(1) removal. */
-void muxer_rx_enqueue(struct muxer *muxer, struct conn *conn);
-void muxer_rx_dequeue(struct muxer *muxer, struct conn *conn);
 /* Fill guest RX buffers from the work FIFO and orphan RSTs. */
 void muxer_process_rx(struct muxer *muxer);
 /* Drain the TX queue (guest packets). */

@@ -202,7 +202,7 @@ static void check_table(const struct muxer *muxer)
 	for (uint32_t slot = 0; slot < table->capacity; slot++) {
 		const struct conn *conn = &table->slots[slot];
 		if (conn->state == CONN_FREE) {
-			check(!conn->in_rx_queue, "a free slot is on the RX work list");
+			check(!conn->rx_work.queued, "a free slot is on the RX work list");
 			continue;
 		}
 		live++;
@@ -221,15 +221,16 @@ static void check_table(const struct muxer *muxer)
 			check(conn->hashed, "unhashed connection in a bucket");
 		}
 	}
-	for (const struct conn *conn = muxer->rx_head; conn; conn = conn->rx_next) {
+	for (const struct rx_link *link = muxer->rx_work.head; link; link = link->next) {
+		const struct conn *conn = conn_of_rx_link((struct rx_link *)link);
 		check(++queued <= table->capacity, "RX work list loops");
 		check(conn->state != CONN_FREE, "freed connection on the RX work list");
-		check(conn->in_rx_queue, "RX work list entry not marked queued");
-		if (!conn->rx_next)
-			check(muxer->rx_tail == conn, "RX work list tail wrong");
+		check(link->queued, "RX work list entry not marked queued");
+		if (!link->next)
+			check(muxer->rx_work.tail == link, "RX work list tail wrong");
 	}
-	if (!muxer->rx_head)
-		check(muxer->rx_tail == NULL, "empty RX work list with a tail");
+	if (!muxer->rx_work.head)
+		check(muxer->rx_work.tail == NULL, "empty RX work list with a tail");
 }
 
 static void check_stats(const struct muxer *muxer)
