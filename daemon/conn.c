@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker_send.h"
 #include "conn_table.h"
 #include "events.h"
 #include "muxer.h"
@@ -38,6 +39,31 @@ static void conn_log_open(struct muxer *muxer, const struct conn *conn)
 	log_ratelimited(&muxer->audit_log, LOG_LEVEL_INFO,
 			"conn open: local %" PRIu32 " peer %" PRIu32 " from %s",
 			conn->local_port, conn->peer_port, initiator_name(conn));
+}
+
+/* An RST for a port pair that has no connection (any more). */
+static void owe_rst(struct muxer *muxer, uint32_t local_port, uint32_t peer_port)
+{
+	if (rst_queue_push(&muxer->rsts, local_port, peer_port))
+		return;
+	muxer->stats.dropped[DROP_RST_QUEUE_FULL]++;
+	log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
+			"RST queue full; RST for port %" PRIu32 " dropped", peer_port);
+}
+
+/* Tell the broker to stop or resume accepting host clients. */
+static void set_host_accept_paused(struct muxer *muxer, bool paused)
+{
+	int result = broker_send_host_accept_control(muxer->channel_fd, paused);
+
+	if (result < 0) {
+		/* the cap still holds: clients beyond it are refused */
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
+				"cannot tell the broker to %s accepting: %s",
+				paused ? "pause" : "resume", strerror(-result));
+		return;
+	}
+	muxer->host_accept_paused = paused;
 }
 
 /* epoll registration of the host socket (edge-triggered). */
@@ -112,7 +138,7 @@ static void handshake_started(struct muxer *muxer)
 				"%" PRIu32 " host clients are still sending their "
 				"CONNECT line (--max-host-handshakes); new ones wait "
 				"in the listen backlog", muxer->handshakes_in_progress);
-		muxer_send_host_accept_control(muxer, true);
+		set_host_accept_paused(muxer, true);
 	}
 }
 
@@ -121,7 +147,7 @@ static void handshake_finished(struct muxer *muxer)
 	muxer->handshakes_in_progress--;
 	if (muxer->host_accept_paused &&
 	    muxer->handshakes_in_progress < muxer->options->max_host_handshakes / 2 + 1)
-		muxer_send_host_accept_control(muxer, false);
+		set_host_accept_paused(muxer, false);
 }
 
 /* ------------------------------------------------------------------------
@@ -175,7 +201,7 @@ void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
 void conn_reset(struct muxer *muxer, struct conn *conn, const char *reason)
 {
 	if (conn->hashed)
-		muxer_queue_orphan_rst(muxer, conn->local_port, conn->peer_port);
+		owe_rst(muxer, conn->local_port, conn->peer_port);
 	conn_destroy(muxer, conn, reason);
 }
 
@@ -318,7 +344,7 @@ static void flush_ring(struct muxer *muxer, struct conn *conn)
 static void reject_unknown(struct muxer *muxer, const struct vsock_header *header)
 {
 	muxer->stats.dropped[DROP_NO_CONNECTION]++;
-	muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+	owe_rst(muxer, header->dst_port, header->src_port);
 }
 
 typedef void guest_op_handler(struct muxer *muxer, struct conn *conn,
@@ -335,7 +361,7 @@ static void refuse_guest_request(struct muxer *muxer,
 			"guest connect from port %" PRIu32 " to %" PRIu32
 			" refused: %s",
 			header->src_port, header->dst_port, why);
-	muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+	owe_rst(muxer, header->dst_port, header->src_port);
 }
 
 static void on_guest_request(struct muxer *muxer, struct conn *conn,
@@ -373,8 +399,8 @@ static void on_guest_request(struct muxer *muxer, struct conn *conn,
 	conn->connect_request_id = (conn->generation << 20) | conn->slot;
 	tx_ring_init(&conn->ring, muxer->options->tx_buffer_size);
 	if (conn_table_insert(&muxer->table, conn) < 0 ||
-	    muxer_send_connect_request(muxer, conn->connect_request_id,
-				       header->dst_port) < 0) {
+	    broker_send_connect_request(muxer->channel_fd, conn->connect_request_id,
+					header->dst_port) < 0) {
 		conn_table_remove(&muxer->table, conn);
 		conn_table_free(&muxer->table, conn);
 		refuse_guest_request(muxer, header, REFUSED_NO_HOST_LISTENER,
@@ -561,7 +587,7 @@ void conn_handle_guest_packet(struct muxer *muxer,
 		if (conn)
 			conn_reset(muxer, conn, "unknown op");
 		else
-			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+			owe_rst(muxer, header->dst_port, header->src_port);
 		return;
 	}
 	if (header->type != VSOCK_TYPE_STREAM) {
@@ -575,7 +601,7 @@ void conn_handle_guest_packet(struct muxer *muxer,
 		if (conn)
 			conn_reset(muxer, conn, "unsupported socket type");
 		else
-			muxer_queue_orphan_rst(muxer, header->dst_port, header->src_port);
+			owe_rst(muxer, header->dst_port, header->src_port);
 		return;
 	}
 	if (conn && (int32_t)(header->fwd_cnt - conn->tx_cnt) > 0) {

@@ -33,16 +33,6 @@
 #define MUXER_RX_PACKET_BUDGET 1024u
 #define MUXER_ORPHAN_EXTRA (2u * MUXER_ORPHAN_TX_PAUSE)
 
-void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
-			    uint32_t peer_port)
-{
-	if (rst_queue_push(&muxer->rsts, local_port, peer_port))
-		return;
-	muxer->stats.dropped[DROP_RST_QUEUE_FULL]++;
-	log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
-			"RST queue full; RST for port %" PRIu32 " dropped", peer_port);
-}
-
 /* ------------------------------------------------------------------------
  * host -> guest (RX queue)
  */

@@ -146,9 +146,6 @@ int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
 	       int channel_fd);
 void muxer_destroy(struct muxer *muxer);
 
-/* Queue an RST for ports that have no (more) connection. */
-void muxer_queue_orphan_rst(struct muxer *muxer, uint32_t local_port,
-			    uint32_t peer_port);
 /* Fill guest RX buffers from the work FIFO and orphan RSTs. */
 void muxer_process_rx(struct muxer *muxer);
 /* Drain the TX queue (guest packets). */
@@ -159,11 +156,7 @@ void muxer_attach_frontend(struct muxer *muxer, int fd);
 
 /* IPC with the broker (muxer_ipc.c). */
 void muxer_handle_channel(struct muxer *muxer);
-int muxer_send_connect_request(struct muxer *muxer, uint32_t request_id,
-			       uint32_t port);
 void muxer_send_vmm_detached(struct muxer *muxer);
-/* Ask the broker to stop or resume accepting host clients. */
-void muxer_send_host_accept_control(struct muxer *muxer, bool paused);
 /* Answer a StatsRequest with the counters (muxer_stats.c). */
 void muxer_answer_stats(struct muxer *muxer, uint32_t request_id,
 			bool include_connections);

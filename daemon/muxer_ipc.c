@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker_send.h"
 #include "conn.h"
 #include "muxer.h"
 #include "vsockmux/ipc.h"
@@ -156,57 +157,14 @@ void muxer_handle_channel(struct muxer *muxer)
 	}
 }
 
-int muxer_send_connect_request(struct muxer *muxer, uint32_t request_id,
-			       uint32_t port)
-{
-	Vsockmux__Ipc__Envelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
-	Vsockmux__Ipc__ConnectRequest request = VSOCKMUX__IPC__CONNECT_REQUEST__INIT;
-	int result;
-
-	request.request_id = request_id;
-	request.port = port;
-	envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REQUEST;
-	envelope.connect_request = &request;
-	result = ipc_send(muxer->channel_fd, &envelope, -1);
-	if (result < 0)
-		log_warn("connect request for port %u not sent to the broker: %s",
-			 port, strerror(-result));
-	return result;
-}
-
 void muxer_send_vmm_detached(struct muxer *muxer)
 {
-	Vsockmux__Ipc__Envelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
-	Vsockmux__Ipc__VmmDetached detached = VSOCKMUX__IPC__VMM_DETACHED__INIT;
-	int result;
+	int result = broker_send_vmm_detached(muxer->channel_fd);
 
-	envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_VMM_DETACHED;
-	envelope.vmm_detached = &detached;
-	result = ipc_send(muxer->channel_fd, &envelope, -1);
 	if (result < 0) {
 		/* without it the broker never accepts another frontend */
 		log_error("cannot tell the broker the frontend left: %s; exiting",
 			  strerror(-result));
 		stop_muxer(muxer, 1);
 	}
-}
-
-void muxer_send_host_accept_control(struct muxer *muxer, bool paused)
-{
-	Vsockmux__Ipc__Envelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
-	Vsockmux__Ipc__HostAcceptControl control = VSOCKMUX__IPC__HOST_ACCEPT_CONTROL__INIT;
-	int result;
-
-	control.paused = paused;
-	envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_HOST_ACCEPT_CONTROL;
-	envelope.host_accept_control = &control;
-	result = ipc_send(muxer->channel_fd, &envelope, -1);
-	if (result < 0) {
-		/* the cap still holds: clients beyond it are refused */
-		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
-				"cannot tell the broker to %s accepting: %s",
-				paused ? "pause" : "resume", strerror(-result));
-		return;
-	}
-	muxer->host_accept_paused = paused;
 }
