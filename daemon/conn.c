@@ -51,21 +51,6 @@ static void owe_rst(struct muxer *muxer, uint32_t local_port, uint32_t peer_port
 			"RST queue full; RST for port %" PRIu32 " dropped", peer_port);
 }
 
-/* Tell the broker to stop or resume accepting host clients. */
-static void set_host_accept_paused(struct muxer *muxer, bool paused)
-{
-	int result = broker_send_host_accept_control(muxer->channel_fd, paused);
-
-	if (result < 0) {
-		/* the cap still holds: clients beyond it are refused */
-		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
-				"cannot tell the broker to %s accepting: %s",
-				paused ? "pause" : "resume", strerror(-result));
-		return;
-	}
-	muxer->host_accept_paused = paused;
-}
-
 /* epoll registration of the host socket (edge-triggered). */
 static int conn_watch_host(struct muxer *muxer, const struct conn *conn)
 {
@@ -138,7 +123,7 @@ static void handshake_started(struct muxer *muxer)
 				"%" PRIu32 " host clients are still sending their "
 				"CONNECT line (--max-host-handshakes); new ones wait "
 				"in the listen backlog", muxer->handshakes_in_progress);
-		set_host_accept_paused(muxer, true);
+		muxer->host_accept_paused = true;
 	}
 }
 
@@ -147,7 +132,7 @@ static void handshake_finished(struct muxer *muxer)
 	muxer->handshakes_in_progress--;
 	if (muxer->host_accept_paused &&
 	    muxer->handshakes_in_progress < muxer->options->max_host_handshakes / 2 + 1)
-		set_host_accept_paused(muxer, false);
+		muxer->host_accept_paused = false;
 }
 
 /* ------------------------------------------------------------------------

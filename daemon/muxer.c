@@ -581,7 +581,7 @@ static void detach_frontend(struct muxer *muxer)
 	events_remove(muxer->epoll_fd, muxer->device.fd);
 	log_info("vhost-user frontend detached; every connection reset");
 	vhost_user_detach(&muxer->device);
-	muxer_send_vmm_detached(muxer);
+	muxer->owe_vmm_detached = true;
 }
 
 /* ------------------------------------------------------------------------
@@ -773,6 +773,9 @@ int muxer_run(const struct vsockmuxd_options *options, int channel_fd,
 			muxer_process_tx(muxer);
 		if (muxer->rx_backlog || !rx_queue_empty(&muxer->rx_work) || muxer->rsts.count > 0)
 			muxer_process_rx(muxer);
+		if (muxer->owe_vmm_detached ||
+		    muxer->host_accept_told != muxer->host_accept_paused)
+			muxer_flush_broker_owed(muxer);
 	}
 	exit_code = muxer->exit_code;
 	muxer_destroy(muxer);

@@ -102,7 +102,12 @@ struct muxer {
 	struct rx_queue rx_work;         /* connections with RX work */
 	uint32_t connects_in_flight;     /* ConnectRequests unanswered */
 	uint32_t handshakes_in_progress; /* host clients reading CONNECT */
-	bool host_accept_paused;         /* broker told to stop accepting */
+	/* What the broker must hear; muxer_flush_broker_owed sends it (and
+	 * again after EAGAIN: the channel can be full for a moment). */
+	bool host_accept_paused;         /* the broker should not accept */
+	bool host_accept_told;           /* ... and this is what it was told */
+	bool owe_vmm_detached;           /* the frontend left; not yet said */
+	bool channel_out_armed;          /* EPOLLOUT on the channel */
 	uint64_t windows_reserved;       /* sum of conn->window */
 
 	struct rst_queue rsts;           /* RSTs owed for no connection */
@@ -156,7 +161,9 @@ void muxer_attach_frontend(struct muxer *muxer, int fd);
 
 /* IPC with the broker (muxer_ipc.c). */
 void muxer_handle_channel(struct muxer *muxer);
-void muxer_send_vmm_detached(struct muxer *muxer);
+/* Send what the broker is owed (see struct muxer); on a full channel
+ * wait for it to drain (EPOLLOUT), on any other error stop the muxer. */
+void muxer_flush_broker_owed(struct muxer *muxer);
 /* Answer a StatsRequest with the counters (muxer_stats.c). */
 void muxer_answer_stats(struct muxer *muxer, uint32_t request_id,
 			bool include_connections);

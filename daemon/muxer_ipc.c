@@ -9,11 +9,13 @@
  * nonsense something is badly wrong).
  */
 #include <errno.h>
+#include <sys/epoll.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "broker_send.h"
 #include "conn.h"
+#include "events.h"
 #include "muxer.h"
 #include "vsockmux/ipc.h"
 #include "vsockmux/log.h"
@@ -108,7 +110,7 @@ static void fd_lost(struct muxer *muxer, const IpcEnvelope *envelope)
 	if (envelope->body_case == VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM)
 		muxer->stats.refused[REFUSED_LIMIT]++;
 	else    /* the broker waits for this before it accepts the next VMM */
-		muxer_send_vmm_detached(muxer);
+		muxer->owe_vmm_detached = true;
 	log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
 			"%s refused: out of file descriptors (RLIMIT_NOFILE)",
 			envelope->body_case == VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM
@@ -157,14 +159,42 @@ void muxer_handle_channel(struct muxer *muxer)
 	}
 }
 
-void muxer_send_vmm_detached(struct muxer *muxer)
+/* -EAGAIN: wait for the channel to drain; other errors stop the muxer. */
+static bool sent_or_waiting(struct muxer *muxer, int result, const char *what)
 {
-	int result = broker_send_vmm_detached(muxer->channel_fd);
-
-	if (result < 0) {
-		/* without it the broker never accepts another frontend */
-		log_error("cannot tell the broker the frontend left: %s; exiting",
-			  strerror(-result));
+	if (result == 0)
+		return true;
+	if (result != -EAGAIN) {
+		log_error("cannot tell the broker %s: %s; exiting", what, strerror(-result));
 		stop_muxer(muxer, 1);
+		return false;
 	}
+	if (!muxer->channel_out_armed &&
+	    events_modify(muxer->epoll_fd, muxer->channel_fd, EPOLLIN | EPOLLOUT,
+			  event_tag_encode(EVENT_CHANNEL, 0, 0)) == 0)
+		muxer->channel_out_armed = true;
+	return false;
+}
+
+void muxer_flush_broker_owed(struct muxer *muxer)
+{
+	if (muxer->owe_vmm_detached) {
+		/* without it the broker never accepts another frontend */
+		if (!sent_or_waiting(muxer, broker_send_vmm_detached(muxer->channel_fd),
+				     "that the frontend left"))
+			return;
+		muxer->owe_vmm_detached = false;
+	}
+	if (muxer->host_accept_told != muxer->host_accept_paused) {
+		bool paused = muxer->host_accept_paused;
+		if (!sent_or_waiting(muxer, broker_send_host_accept_control(muxer->channel_fd,
+									    paused),
+				     paused ? "to pause accepting" : "to resume accepting"))
+			return;
+		muxer->host_accept_told = paused;
+	}
+	if (muxer->channel_out_armed &&
+	    events_modify(muxer->epoll_fd, muxer->channel_fd, EPOLLIN,
+			  event_tag_encode(EVENT_CHANNEL, 0, 0)) == 0)
+		muxer->channel_out_armed = false;
 }

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker_send.h"
 #include "conn.h"
 #include "conn_table.h"
 #include "muxer.h"
@@ -439,6 +440,51 @@ static void test_guest_rst_while_broker_works_keeps_slot(void **state)
 	close(pair[1]);
 }
 
+/* The broker must hear "frontend left" and "pause/resume accepting" even
+ * when the channel is full when they are due: they wait for EPOLLOUT and
+ * go out in order once it drains (a lost "resume" left every new host
+ * client in the listen backlog for good). */
+static void test_broker_owed_survives_full_channel(void **state)
+{
+	struct fixture *fixture = *state;
+	struct muxer *muxer = &fixture->muxer;
+	IpcEnvelope *envelope = NULL;
+	unsigned filler = 0;
+	int fd = -1;
+
+	assert_int_equal(fcntl(muxer->channel_fd, F_SETFL, O_NONBLOCK), 0);
+	assert_int_equal(fcntl(fixture->broker_fd, F_SETFL, O_NONBLOCK), 0);
+	while (broker_send_connect_request(muxer->channel_fd, 1, 1) == 0)
+		filler++;
+	assert_true(filler > 0);
+	muxer->owe_vmm_detached = true;
+	muxer->host_accept_paused = true;     /* as the handshake cap does */
+	muxer_flush_broker_owed(muxer);
+	assert_true(muxer->running);
+	assert_true(muxer->owe_vmm_detached);
+	assert_false(muxer->host_accept_told);
+	assert_true(muxer->channel_out_armed);
+
+	for (unsigned i = 0; i < filler; i++) {
+		assert_int_equal(ipc_receive(fixture->broker_fd, &envelope, &fd), 1);
+		ipc_free(envelope);
+		envelope = NULL;
+	}
+	muxer_flush_broker_owed(muxer);
+	assert_false(muxer->owe_vmm_detached);
+	assert_true(muxer->host_accept_told);
+	assert_false(muxer->channel_out_armed);
+	assert_int_equal(ipc_receive(fixture->broker_fd, &envelope, &fd), 1);
+	assert_int_equal(envelope->body_case, VSOCKMUX__IPC__ENVELOPE__BODY_VMM_DETACHED);
+	ipc_free(envelope);
+	envelope = NULL;
+	assert_int_equal(ipc_receive(fixture->broker_fd, &envelope, &fd), 1);
+	assert_int_equal(envelope->body_case,
+			 VSOCKMUX__IPC__ENVELOPE__BODY_HOST_ACCEPT_CONTROL);
+	assert_true(envelope->host_accept_control->paused);
+	ipc_free(envelope);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -458,6 +504,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_op_and_type_get_rst, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_guest_rst_while_broker_works_keeps_slot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_broker_owed_survives_full_channel, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
