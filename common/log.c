@@ -57,7 +57,9 @@ void log_nonblocking_output(void)
 		(void)fcntl(STDERR_FILENO, F_SETFL, flags | O_NONBLOCK);
 }
 
-/* One whole line, one write; false if it was not written. */
+/* One whole line, one write; false if it was not written. A part written
+ * to a stream socket (journald) is ended with a newline, so that the next
+ * line does not run on from it. */
 static bool write_line(const char *line, size_t length)
 {
 	ssize_t written;
@@ -65,6 +67,10 @@ static bool write_line(const char *line, size_t length)
 	do {
 		written = write(STDERR_FILENO, line, length);
 	} while (written < 0 && errno == EINTR);
+	if (written > 0 && (size_t)written < length) {
+		ssize_t ignored = write(STDERR_FILENO, "\n", 1);
+		(void)ignored;
+	}
 	return written == (ssize_t)length;
 }
 

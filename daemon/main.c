@@ -79,15 +79,41 @@ static int apply_seccomp(void *opaque)
  * that died); only async-signal-safe calls, and nothing the seccomp filter
  * denies (write to stderr, exit_group).
  */
-static void on_broker_death(int signal_number)
+static pid_t muxer_parent_pid;    /* for the signal handler alone */
+
+static void write_text(const char *text)
 {
-	static const char line[] = "vsockmuxd[muxer] error: the broker process died "
-				   "(parent-death signal); the muxer exits with it\n";
+	size_t length = 0;
 	ssize_t ignored;
 
-	(void)signal_number;
-	ignored = write(STDERR_FILENO, line, sizeof(line) - 1);
+	while (text[length])
+		length++;
+	ignored = write(STDERR_FILENO, text, length);
 	(void)ignored;
+}
+
+static void on_broker_death(int signal_number, siginfo_t *info, void *context)
+{
+	(void)signal_number;
+	(void)context;
+	if (info->si_pid == muxer_parent_pid) {
+		write_text("vsockmuxd[muxer] error: the broker process died "
+			   "(parent-death signal); the muxer exits with it\n");
+	} else {
+		/* someone else's SIGHUP: it ended the muxer before too, but
+		 * say who sent it (a handler may not return under seccomp) */
+		char digits[16];
+		unsigned value = (unsigned)info->si_pid;
+		size_t at = sizeof(digits) - 1;
+		digits[at] = '\0';
+		do {
+			digits[--at] = (char)('0' + value % 10);
+			value /= 10;
+		} while (value > 0 && at > 0);
+		write_text("vsockmuxd[muxer] error: SIGHUP from pid ");
+		write_text(digits + at);
+		write_text("; exiting\n");
+	}
 	_exit(1);
 }
 
@@ -109,10 +135,18 @@ static int run_muxer(const struct vsockmuxd_options *options,
 	if (!options->no_sandbox && privileges_isolate_muxer() < 0)
 		return 1;
 	{
-		struct sigaction action = { .sa_handler = on_broker_death };
+		struct sigaction action = { .sa_sigaction = on_broker_death,
+					    .sa_flags = SA_SIGINFO };
+		sigset_t hangup;
 		sigemptyset(&action.sa_mask);
-		if (sigaction(SIGHUP, &action, NULL) != 0) {
-			log_error("sigaction SIGHUP: %s", strerror(errno));
+		sigemptyset(&hangup);
+		sigaddset(&hangup, SIGHUP);
+		muxer_parent_pid = broker_pid;
+		/* a mask inherited from whoever started us must not keep the
+		 * death signal pending for ever */
+		if (sigaction(SIGHUP, &action, NULL) != 0 ||
+		    sigprocmask(SIG_UNBLOCK, &hangup, NULL) != 0) {
+			log_error("SIGHUP handler: %s", strerror(errno));
 			return 1;
 		}
 	}
