@@ -31,6 +31,8 @@
 #include "vsockmux/ipc.h"
 
 #define MUXER_RX_PACKET_BUDGET 1024u
+/* Unusable guest RX buffers handed back per muxer_process_rx. */
+#define MUXER_RX_REJECT_BUDGET 256u
 #define MUXER_ORPHAN_EXTRA (2u * MUXER_ORPHAN_TX_PAUSE)
 
 /* ------------------------------------------------------------------------
@@ -89,7 +91,7 @@ static int rx_take_buffer(struct muxer *muxer)
 			return slot;
 		}
 		slot = rx_free_slot(muxer);
-		if (slot < 0)
+		if (slot < 0 || muxer->rx_rejects_left == 0)
 			return -1;
 		buffer = &muxer->rx_slots[slot];
 		if (virtq_pop(queue, &muxer->device.memory, buffer->iov,
@@ -101,6 +103,7 @@ static int rx_take_buffer(struct muxer *muxer)
 		}
 		/* Every buffer must fit a header and some payload: a header-only
 		 * buffer left in the spare stash would block data for good. */
+		muxer->rx_rejects_left--;
 		muxer->stats.dropped[DROP_RX_BUFFER_TOO_SMALL]++;
 		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
 				"guest RX buffer of %zu bytes has no room for payload",
@@ -384,11 +387,18 @@ void muxer_process_rx(struct muxer *muxer)
 	muxer->rx_backlog = false;
 	if (!virtq_is_ready(queue))
 		return;
+	/* a guest reposting unusable buffers as fast as they come back must
+	 * not keep the loop here */
+	muxer->rx_rejects_left = MUXER_RX_REJECT_BUDGET;
 	while (!rx_queue_empty(&muxer->rx_work) || muxer->rsts.count > 0) {
 		if (rx_drain_work(muxer, &budget)) {
 			/* work left with buffers to spare: next loop turn */
 			muxer->rx_backlog = budget == 0 &&
 					    (!rx_queue_empty(&muxer->rx_work) || muxer->rsts.count > 0);
+			break;
+		}
+		if (muxer->rx_rejects_left == 0) {
+			muxer->rx_backlog = true;  /* after the other events */
 			break;
 		}
 		/* out of buffers: ask for a kick, unless some arrived meanwhile */

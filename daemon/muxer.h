@@ -121,6 +121,7 @@ struct muxer {
 	uint32_t spare_rx_head, spare_rx_count;
 	struct iovec rx_read_iov[MUXER_RX_READ_SEGMENTS];
 	bool tx_paused_for_rst;          /* MUXER_ORPHAN_TX_PAUSE reached */
+	uint32_t rx_rejects_left;        /* this muxer_process_rx */
 
 	bool tx_backlog;                 /* TX budget ran out last turn */
 	bool rx_backlog;                 /* RX budget ran out last turn */
