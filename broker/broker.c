@@ -99,7 +99,8 @@ static struct log_ratelimit send_ratelimit;
 
 static int epoll_add(int epoll_fd, int fd, enum broker_source source)
 {
-	struct epoll_event event = { .events = EPOLLIN, .data.u64 = source };
+	struct epoll_event event = { .events = EPOLLIN,
+				     .data.u64 = broker_tag(source, 0, 0) };
 
 	return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
 }
@@ -283,7 +284,7 @@ static void set_channel_writable_interest(struct broker *broker, bool wanted)
 {
 	struct epoll_event event = {
 		.events = EPOLLIN | (wanted ? EPOLLOUT : 0),
-		.data.u64 = SOURCE_CHANNEL,
+		.data.u64 = broker_tag(SOURCE_CHANNEL, 0, 0),
 	};
 	if (broker->channel_writable_wanted == wanted)
 		return;
@@ -676,15 +677,15 @@ static int handle_channel(struct broker *broker, uint32_t events)
 
 static int handle_event(struct broker *broker, const struct epoll_event *event)
 {
-	uint32_t source = (uint32_t)event->data.u64;
-	uint32_t slot = (uint32_t)(event->data.u64 >> 32);
+	uint32_t source = broker_tag_source(event->data.u64);
 
 	switch (source) {
 	case CONTROL_SOURCE_LISTENER:
 		control_handle_listener(&broker->control);
 		return BROKER_CONTINUE;
 	case CONTROL_SOURCE_CLIENT:
-		control_handle_client(&broker->control, slot, event->events);
+		control_handle_client(&broker->control, broker_tag_slot(event->data.u64),
+				      broker_tag_generation(event->data.u64), event->events);
 		return BROKER_CONTINUE;
 	case CONTROL_SOURCE_TIMER:
 		control_handle_timer(&broker->control);

@@ -21,11 +21,6 @@
 #include "control.pb-c.h"
 #include "vsockmux/ipc.h"
 
-static uint64_t client_tag(uint32_t source, uint32_t slot)
-{
-	return (uint64_t)source | ((uint64_t)slot << 32);
-}
-
 static uint32_t request_id_of(uint32_t slot, const struct control_client *client)
 {
 	return slot | (client->generation << 8);
@@ -82,7 +77,7 @@ static void respond(struct control_server *server, uint32_t slot,
 	struct control_client *client = &server->clients[slot];
 	struct epoll_event event = {
 		.events = EPOLLOUT,
-		.data.u64 = client_tag(CONTROL_SOURCE_CLIENT, slot),
+		.data.u64 = broker_tag(CONTROL_SOURCE_CLIENT, slot, client->generation),
 	};
 	size_t length;
 
@@ -119,11 +114,11 @@ int control_server_init(struct control_server *server, int listen_fd,
 {
 	struct epoll_event listener = {
 		.events = EPOLLIN,
-		.data.u64 = client_tag(CONTROL_SOURCE_LISTENER, 0),
+		.data.u64 = broker_tag(CONTROL_SOURCE_LISTENER, 0, 0),
 	};
 	struct epoll_event timer = {
 		.events = EPOLLIN,
-		.data.u64 = client_tag(CONTROL_SOURCE_TIMER, 0),
+		.data.u64 = broker_tag(CONTROL_SOURCE_TIMER, 0, 0),
 	};
 
 	memset(server, 0, sizeof(*server));
@@ -249,7 +244,7 @@ void control_handle_listener(struct control_server *server)
 		client->state = CONTROL_CLIENT_READING;
 		client->request_length = 0;
 		client->deadline_ns = monotonic_ns() + CONTROL_TIMEOUT_NS;
-		event.data.u64 = client_tag(CONTROL_SOURCE_CLIENT, slot);
+		event.data.u64 = broker_tag(CONTROL_SOURCE_CLIENT, slot, client->generation);
 		if (epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0) {
 			close_client(server, client);
 			continue;
@@ -339,12 +334,16 @@ static void read_request(struct control_server *server, uint32_t slot)
 }
 
 void control_handle_client(struct control_server *server, uint32_t slot,
-			   uint32_t events)
+			   uint32_t generation, uint32_t events)
 {
 	struct control_client *client;
 	if (slot >= CONTROL_MAX_CLIENTS)
 		return;
 	client = &server->clients[slot];
+	/* left over from the slot's previous client (freed and reused in
+	 * this same batch of events) */
+	if (client->generation != generation)
+		return;
 	switch (client->state) {
 	case CONTROL_CLIENT_READING:
 		read_request(server, slot);
@@ -360,7 +359,8 @@ void control_handle_client(struct control_server *server, uint32_t slot,
 		else
 			epoll_ctl(server->epoll_fd, EPOLL_CTL_MOD, client->fd,
 				  &(struct epoll_event){ .events = 0,
-					.data.u64 = client_tag(CONTROL_SOURCE_CLIENT, slot) });
+					.data.u64 = broker_tag(CONTROL_SOURCE_CLIENT, slot,
+							       client->generation) });
 		break;
 	default:
 		break;

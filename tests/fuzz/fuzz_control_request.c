@@ -166,12 +166,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					      MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 			continue;
 		}
-		control_handle_client(&server, slot, EPOLLIN);
+		control_handle_client(&server, slot, server.clients[slot].generation, EPOLLIN);
 		answer_stats_requests(&input);
 		check_answer(clients[slot]);
 	}
 	for (unsigned i = 0; i < client_count; i++) {
-		control_handle_client(&server, i, EPOLLOUT);
+		control_handle_client(&server, i, server.clients[i].generation, EPOLLOUT);
 		check_answer(clients[i]);
 	}
 	control_handle_timer(&server);
