@@ -186,28 +186,37 @@ static bool peer_allowed(const struct control_server *server, int fd, uid_t *uid
 static void read_request(struct control_server *server, uint32_t slot);
 
 /* Every slot is taken: the client that has waited longest for its request
- * to arrive (a stalled or hostile one) gets "busy" and makes room. NULL if
- * none is still reading (all are being answered). */
-static struct control_client *evict_oldest_reader(struct control_server *server)
+ * to arrive (a stalled or hostile one) gets "busy" and makes room; if none
+ * is still reading, the oldest one that is not reading its answer (a
+ * client that never reads would otherwise hold its slot for the whole
+ * timeout) is closed. NULL if every client is waiting for the muxer. */
+static struct control_client *evict_oldest(struct control_server *server)
 {
-	struct control_client *oldest = NULL;
+	struct control_client *reader = NULL, *writer = NULL;
 
 	for (uint32_t i = 0; i < CONTROL_MAX_CLIENTS; i++) {
 		struct control_client *client = &server->clients[i];
 		if (client->state == CONTROL_CLIENT_READING &&
-		    (!oldest || client->deadline_ns < oldest->deadline_ns))
-			oldest = client;
+		    (!reader || client->deadline_ns < reader->deadline_ns))
+			reader = client;
+		if (client->state == CONTROL_CLIENT_WRITING &&
+		    (!writer || client->deadline_ns < writer->deadline_ns))
+			writer = client;
 	}
-	if (oldest) {
-		server->evicted++;
-		log_ratelimited(&server->log_limit, LOG_LEVEL_INFO,
-				"control socket: %u clients already; closing the one "
-				"that has waited longest for its request",
-				CONTROL_MAX_CLIENTS);
-		send_busy(oldest->fd);   /* a slow good client may try again */
-		close_client(server, oldest);
+	if (!reader && !writer)
+		return NULL;
+	server->evicted++;
+	log_ratelimited(&server->log_limit, LOG_LEVEL_INFO,
+			"control socket: %u clients already; closing the one "
+			"that has waited longest for its %s", CONTROL_MAX_CLIENTS,
+			reader ? "request" : "answer to be read");
+	if (reader) {
+		send_busy(reader->fd);   /* a slow good client may try again */
+		close_client(server, reader);
+		return reader;
 	}
-	return oldest;
+	close_client(server, writer);   /* mid-answer: no "busy" frame fits */
+	return writer;
 }
 
 void control_handle_listener(struct control_server *server)
@@ -228,7 +237,7 @@ void control_handle_listener(struct control_server *server)
 			}
 		}
 		if (!client) {
-			client = evict_oldest_reader(server);
+			client = evict_oldest(server);
 			slot = client ? (uint32_t)(client - server->clients) : slot;
 		}
 		if (!client) {

@@ -10,7 +10,8 @@
  * only root and the daemon's own uid (SO_PEERCRED) get answers. Clients
  * that stall mid-request cannot lock good ones out: a request already
  * there is read at accept, and with every slot taken the oldest client
- * still reading its request makes room for the new one.
+ * still sending its request (else the oldest not reading its answer)
+ * makes room for the new one.
  */
 #ifndef VSOCKMUX_BROKER_CONTROL_H
 #define VSOCKMUX_BROKER_CONTROL_H
