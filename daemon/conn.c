@@ -3,11 +3,15 @@
  *
  * Each guest op has its own small handler (the table at the bottom of the
  * guest section), each host event its own function, so every transition
- * is visible here. Packets towards the guest are never written from here:
- * a connection records what it owes (`pending` bits, readable host data)
- * and joins the RX work FIFO; muxer_process_rx writes them when the guest
- * has RX buffers. RSTs for connections that are already gone go through
- * the muxer's orphan queue.
+ * is visible here, in both directions. Towards the guest a connection
+ * records what it owes (`pending` bits, readable host data) and joins the
+ * RX work queue; when its turn comes (guest_rx.c) conn_rx_turn decides
+ * what goes out: the owed control packets in protocol order, else host
+ * data as far as the guest's credit allows, and EOF becoming SHUTDOWN.
+ * Every header it sends carries our credit (buf_alloc, fwd_cnt), and
+ * conn_after_progress decides when an unsolicited CREDIT_UPDATE is due.
+ * RSTs for connections that are already gone go through the RST queue
+ * (rst_queue.c).
  *
  * Never: answers an RST with an RST; sends the guest more than its credit;
  * writes to a host socket without MSG_NOSIGNAL semantics (SIGPIPE is
@@ -21,12 +25,15 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "broker_send.h"
 #include "conn_table.h"
 #include "events.h"
+#include "rx_buffers.h"
 #include "muxer.h"
+#include "vsockmux/iov.h"
 #include "vsockmux/log.h"
 
 static const char *initiator_name(const struct conn *conn)
@@ -241,6 +248,171 @@ credit:
 	    (conn_credit_update_due(conn, conn->window) ||
 	     (conn->fwd_cnt == conn->rx_cnt && conn_window_can_grow(muxer, conn))))
 		queue_pending(muxer, conn, CONN_PENDING_CREDIT_UPDATE);
+}
+
+/* ------------------------------------------------------------------------
+ * host -> guest: what the connection sends the guest next
+ */
+
+static void conn_stamp_header(struct muxer *muxer, struct conn *conn,
+			      struct vsock_header *header)
+{
+	header->buf_alloc = conn_grant_window(muxer, conn);
+	header->fwd_cnt = conn->fwd_cnt;
+	conn->fwd_cnt_sent = conn->fwd_cnt;
+	conn->pending &= ~(uint32_t)CONN_PENDING_CREDIT_UPDATE;
+}
+
+/* The next control packet conn owes, in protocol order. */
+static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
+{
+	static const struct {
+		enum conn_pending bit;
+		uint16_t op;
+		uint32_t flags;
+	} order[] = {
+		{ CONN_PENDING_REQUEST, VSOCK_OP_REQUEST, 0 },
+		{ CONN_PENDING_RESPONSE, VSOCK_OP_RESPONSE, 0 },
+		{ CONN_PENDING_CREDIT_UPDATE, VSOCK_OP_CREDIT_UPDATE, 0 },
+		{ CONN_PENDING_SHUTDOWN, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND },
+	};
+	struct vsock_header header;
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		int slot;
+		if (!(conn->pending & order[i].bit))
+			continue;
+		/* buffer first: stamping records what the guest was told */
+		slot = rx_buffers_take(muxer);
+		if (slot < 0) {
+			muxer->stats.waits_for_rx_buffers++;
+			return false;
+		}
+		rx_buffers_header(muxer, &header, conn->local_port, conn->peer_port,
+			    order[i].op);
+		header.flags = order[i].flags;
+		conn_stamp_header(muxer, conn, &header);
+		rx_buffers_publish(muxer, slot, &header);
+		conn->pending &= ~(uint32_t)order[i].bit;
+		conn->counters.packets_to_guest++;
+		if (order[i].bit == CONN_PENDING_SHUTDOWN)
+			conn_after_progress(muxer, conn);
+		return true;
+	}
+	return true;
+}
+
+enum rx_fill_result {
+	RX_FILL_DONE,          /* made progress or nothing more to read */
+	RX_FILL_NO_BUFFERS,    /* the guest must post RX buffers first */
+};
+
+/* One readv from the host socket into as many guest buffers as credit
+ * allows. */
+static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *conn)
+{
+	int slots[MUXER_RX_BATCH];
+	uint32_t limits[MUXER_RX_BATCH];
+	struct iovec *read_iov = muxer->rx_read_iov;
+	size_t buffer_count = 0, iov_count = 0, wanted = 0;
+	uint32_t credit = conn_peer_credit(conn);
+	ssize_t got;
+	size_t used = 0;
+
+	if (credit == 0) {
+		muxer->stats.waits_for_credit++;
+		return RX_FILL_DONE;
+	}
+	while (buffer_count < MUXER_RX_BATCH && wanted < credit) {
+		int slot = rx_buffers_take(muxer);
+		const struct rx_buffer *buffer;
+		size_t room, limit, sliced;
+		if (slot < 0)
+			break;
+		buffer = &muxer->rx_slots[slot];
+		if (buffer_count > 0 &&
+		    iov_count + buffer->chain.iov_count > MUXER_RX_READ_SEGMENTS) {
+			/* next readv; it is the oldest unused buffer */
+			rx_buffers_keep_spare(muxer, slot, true);
+			break;
+		}
+		room = buffer->chain.length - VSOCK_HEADER_SIZE;
+		limit = room < credit - wanted ? room : credit - wanted;
+		sliced = iov_slice(buffer->iov, buffer->chain.iov_count,
+				   VSOCK_HEADER_SIZE, limit, read_iov + iov_count,
+				   MUXER_RX_READ_SEGMENTS - iov_count);
+		/* a chain of more segments than one readv takes gets less */
+		limit = iov_total_length(read_iov + iov_count, sliced);
+		iov_count += sliced;
+		slots[buffer_count] = slot;
+		limits[buffer_count++] = (uint32_t)limit;
+		wanted += limit;
+	}
+	if (buffer_count == 0) {
+		muxer->stats.waits_for_rx_buffers++;
+		return RX_FILL_NO_BUFFERS;
+	}
+	got = readv(conn->host_fd, read_iov, (int)iov_count);
+	if (got < 0 && errno == EINTR)
+		got = readv(conn->host_fd, read_iov, (int)iov_count);
+	if (got > 0) {
+		size_t remaining = (size_t)got;
+
+		for (; used < buffer_count && remaining > 0; used++) {
+			struct vsock_header header;
+			uint32_t length = remaining < limits[used] ? (uint32_t)remaining
+								   : limits[used];
+			rx_buffers_header(muxer, &header, conn->local_port, conn->peer_port,
+				    VSOCK_OP_RW);
+			header.len = length;
+			conn_stamp_header(muxer, conn, &header);
+			rx_buffers_publish(muxer, slots[used], &header);
+			remaining -= length;
+			conn->tx_cnt += length;
+			conn->counters.packets_to_guest++;
+		}
+		conn->counters.bytes_to_guest += (uint64_t)got;
+		muxer->stats.bytes_to_guest += (uint64_t)got;
+		conn->counters.last_activity_ns = monotonic_ns();
+		/* A short read does not prove the socket is drained (data and
+		 * FIN can share one edge; a message with fds ends a read
+		 * early): keep reading until EAGAIN or EOF. */
+	} else if (got == 0) {
+		conn->host_readable = false;
+		conn->host_eof = true;
+		conn->pending |= CONN_PENDING_SHUTDOWN;
+	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		conn->host_readable = false;
+	} else {
+		int error = errno;
+		for (; used < buffer_count; used++)
+			rx_buffers_keep_spare(muxer, slots[used], false);
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
+				"conn local %" PRIu32 " peer %" PRIu32
+				": host socket read failed: %s",
+				conn->local_port, conn->peer_port, strerror(error));
+		conn_reset(muxer, conn, "host socket error");
+		return RX_FILL_DONE;
+	}
+	for (; used < buffer_count; used++)
+		rx_buffers_keep_spare(muxer, slots[used], false);
+	return RX_FILL_DONE;
+}
+
+enum conn_rx_result conn_rx_turn(struct muxer *muxer, struct conn *conn)
+{
+	uint32_t generation = conn->generation;
+
+	if (conn->pending) {
+		if (!rx_send_pending(muxer, conn))
+			return CONN_RX_NO_BUFFERS;
+	} else if (conn_wants_host_read(muxer, conn)) {
+		if (rx_fill_from_host(muxer, conn) == RX_FILL_NO_BUFFERS)
+			return CONN_RX_NO_BUFFERS;
+	}
+	/* conn may have been reset meanwhile (then its slot is free) */
+	if (conn->state != CONN_FREE && conn->generation == generation)
+		conn_schedule_rx(muxer, conn);
+	return CONN_RX_DONE;
 }
 
 /* ------------------------------------------------------------------------

@@ -179,6 +179,19 @@ void conn_on_host_event(struct muxer *muxer, struct conn *conn,
 /* A deadline of conn expired. */
 void conn_on_deadline(struct muxer *muxer, struct conn *conn);
 
+/* --- host -> guest ------------------------------------------------------ */
+
+enum conn_rx_result {
+	CONN_RX_DONE,          /* sent what it could, or had nothing to send */
+	CONN_RX_NO_BUFFERS,    /* the guest must post RX buffers first */
+};
+
+/* conn's turn on the RX queue: the next control packet it owes (in
+ * protocol order), else host data as far as credit and buffers allow, EOF
+ * becoming SHUTDOWN. Requeues conn if it has more. On CONN_RX_NO_BUFFERS
+ * nothing changed and conn is not queued. */
+enum conn_rx_result conn_rx_turn(struct muxer *muxer, struct conn *conn);
+
 /* --- lifecycle ----------------------------------------------------------- */
 
 /* Queue an RST for conn's ports and free it. */

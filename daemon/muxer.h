@@ -2,9 +2,11 @@
  * muxer.h - the jailed process: one vhost-user device, its two virtqueues,
  * every vsock connection, and the event loop that drives them.
  *
- * Owns: the epoll set, the connection table, the RX work FIFO, the queue
- * of RSTs owed for connections that no longer exist, the spare RX buffers
- * popped but not yet filled, the deadline timer and the counters.
+ * struct muxer is the state they share; each part has its module: the
+ * loop (muxer.c), the TX queue (guest_tx.c), the RX queue (guest_rx.c,
+ * rx_queue.c, rx_buffers.c, rst_queue.c), the connections (conn.c,
+ * conn_table.c), the frontend (frontend.c, vhost_user.c), the broker
+ * channel (muxer_ipc.c, broker_send.c) and the counters (muxer_stats.c).
  * Never: opens, binds, accepts or connects anything itself; every fd it
  * uses came from the broker (or was created before the sandbox closed).
  */
@@ -121,7 +123,7 @@ struct muxer {
 	uint32_t spare_rx_head, spare_rx_count;
 	struct iovec rx_read_iov[MUXER_RX_READ_SEGMENTS];
 	bool tx_paused_for_rst;          /* MUXER_ORPHAN_TX_PAUSE reached */
-	uint32_t rx_rejects_left;        /* this muxer_process_rx */
+	uint32_t rx_rejects_left;        /* this guest_rx_process */
 
 	bool tx_backlog;                 /* TX budget ran out last turn */
 	bool rx_backlog;                 /* RX budget ran out last turn */
@@ -152,13 +154,6 @@ int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
 	       int channel_fd);
 void muxer_destroy(struct muxer *muxer);
 
-/* Fill guest RX buffers from the work FIFO and orphan RSTs. */
-void muxer_process_rx(struct muxer *muxer);
-/* Drain the TX queue (guest packets). */
-void muxer_process_tx(struct muxer *muxer);
-
-/* Take over a vhost-user frontend fd from the broker. */
-void muxer_attach_frontend(struct muxer *muxer, int fd);
 
 /* IPC with the broker (muxer_ipc.c). */
 void muxer_handle_channel(struct muxer *muxer);

@@ -16,6 +16,7 @@
 #include "broker_send.h"
 #include "conn.h"
 #include "events.h"
+#include "frontend.h"
 #include "muxer.h"
 #include "vsockmux/ipc.h"
 #include "vsockmux/log.h"
@@ -37,7 +38,7 @@ struct ipc_route {
 static void on_vmm_attach(struct muxer *muxer, const IpcEnvelope *envelope, int fd)
 {
 	(void)envelope;
-	muxer_attach_frontend(muxer, fd);
+	frontend_attach(muxer, fd);
 }
 
 static void on_host_stream(struct muxer *muxer, const IpcEnvelope *envelope, int fd)

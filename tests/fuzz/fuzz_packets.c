@@ -1,6 +1,7 @@
 /*
  * fuzz_packets.c - libFuzzer target for the muxer's vsock packet path
- * (daemon/muxer.c, conn.c, conn_table.c, tx_ring.c, muxer_ipc.c), driven
+ * (daemon/guest_tx.c, guest_rx.c, conn.c, conn_table.c, rx_buffers.c,
+ * tx_ring.c, muxer_ipc.c), driven
  * the way the event loop drives it, with the fuzzer playing the guest, the
  * broker and the host programs.
  *
@@ -9,8 +10,8 @@
  * through guest_memory_set_table, both virtqueues mapped in it. Then up to
  * 64 steps, each one of:
  *   - a guest packet (header fields, payload, chain shape from the input)
- *     put on the TX ring, then muxer_process_tx;
- *   - RX buffers of fuzzed sizes posted, then muxer_process_rx;
+ *     put on the TX ring, then guest_tx_process;
+ *   - RX buffers of fuzzed sizes posted, then guest_rx_process;
  *   - ConnectRequests read from the channel answered (ipc_send) with a
  *     socketpair end or an error, then muxer_handle_channel;
  *   - a host client adopted (conn_adopt_host_client) that writes a CONNECT
@@ -42,6 +43,8 @@
 #include "conn.h"
 #include "conn_table.h"
 #include "events.h"
+#include "guest_rx.h"
+#include "guest_tx.h"
 #include "fuzz_fds.h"
 #include "fuzz_input.h"
 #include "muxer.h"
@@ -340,11 +343,11 @@ static void pump(void)
 				muxer_handle_channel(&h.muxer);
 			}
 		}
-		muxer_process_rx(&h.muxer);
+		guest_rx_process(&h.muxer);
 		if (h.muxer.tx_backlog)
-			muxer_process_tx(&h.muxer);
+			guest_tx_process(&h.muxer);
 	}
-	muxer_process_rx(&h.muxer);
+	guest_rx_process(&h.muxer);
 }
 
 /* ---- steps ---------------------------------------------------------------- */
@@ -434,7 +437,7 @@ static void guest_packet(struct fuzz_input *input)
 	store16(TX_AVAIL + 4u + 2u * (h.tx_avail % QUEUE_SIZE), head);
 	h.tx_avail++;
 	store16(TX_AVAIL + 2, h.tx_avail);
-	muxer_process_tx(&h.muxer);
+	guest_tx_process(&h.muxer);
 	collect_tx();
 	check(h.muxer.tx_paused_for_rst || h.tx_used_seen == h.tx_avail,
 	      "TX packet not consumed");
@@ -466,7 +469,7 @@ static void post_rx(struct fuzz_input *input)
 		h.rx_avail++;
 	}
 	store16(RX_AVAIL + 2, h.rx_avail);
-	muxer_process_rx(&h.muxer);
+	guest_rx_process(&h.muxer);
 }
 
 static void keep_host_end(int fd, bool is_client)
