@@ -7,7 +7,7 @@
 #
 # Usage: tests/e2e/run_e2e.sh          (meson test --suite e2e runs it)
 # Env:   VSOCKMUXD        the daemon binary (meson sets it)
-#                         default: $VSOCKMUX_BUILD/vsockmuxd, build dir build-main
+#                         default: $VSOCKMUX_BUILD/vsockmuxd, build dir build
 #        E2E_ACCEL        kvm | tcg                     (default: kvm if usable)
 #        E2E_BULK_MIB     MiB each way in the bulk tests (default 16)
 #        E2E_CONNS        concurrent connections each way (default 32)
@@ -24,7 +24,7 @@ set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
-DAEMON=${VSOCKMUXD:-${VSOCKMUX_BUILD:-$TOP/build-main}/vsockmuxd}
+DAEMON=${VSOCKMUXD:-${VSOCKMUX_BUILD:-$TOP/build}/vsockmuxd}
 BULK=${E2E_BULK_MIB:-16}
 CONNS=${E2E_CONNS:-32}
 GUEST_CID=3
