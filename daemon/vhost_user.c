@@ -23,6 +23,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "vsockmux/fd_passing.h"
+
 #define HEADER_SIZE sizeof(struct vhost_user_header)
 #define FEATURE(bit) (1ull << (bit))
 
@@ -832,30 +834,15 @@ out:
 enum receive_status { RECEIVED, RECEIVE_AGAIN, RECEIVE_EOF, RECEIVE_ERROR };
 
 /* Keep the fds of one recvmsg; more than VHOST_USER_MAX_FDS per message is
- * an error (the extra ones are closed here). */
-static bool collect_fds(struct vhost_user_device *device, struct msghdr *header)
+ * an error (the extra ones are closed). */
+static bool collect_fds(struct vhost_user_device *device, const struct msghdr *header)
 {
-	bool ok = true;
+	struct fd_passing_result result = fd_passing_collect(
+		header, device->pending_fds + device->pending_fd_count,
+		VHOST_USER_MAX_FDS - device->pending_fd_count);
 
-	for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(header); cmsg != NULL;
-	     cmsg = CMSG_NXTHDR(header, cmsg)) {
-		size_t count;
-
-		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < count; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(fd));
-			if (device->pending_fd_count < VHOST_USER_MAX_FDS) {
-				device->pending_fds[device->pending_fd_count++] = fd;
-			} else {
-				close(fd);
-				ok = false;
-			}
-		}
-	}
-	return ok;
+	device->pending_fd_count += result.kept;
+	return result.closed == 0;
 }
 
 static enum receive_status receive_bytes(struct vhost_user_device *device,

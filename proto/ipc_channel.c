@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "vsockmux/fd_passing.h"
 #include "vsockmux/log.h"
 
 /*
@@ -104,36 +105,19 @@ out:
 
 /*
  * Collect every fd carried by the control messages into fds[] and check
- * that nothing but SCM_RIGHTS came along. Returns the number of fds found;
+ * that nothing but SCM_RIGHTS came along. Returns the number of fds kept;
  * *reason is set when the control data is not acceptable.
  */
 static size_t collect_control(struct msghdr *msg, int *fds, size_t fd_capacity,
 			      const char **reason)
 {
-	size_t fd_count = 0;
+	struct fd_passing_result result = fd_passing_collect(msg, fds, fd_capacity);
 
-	for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(msg); cmsg != NULL;
-	     cmsg = CMSG_NXTHDR(msg, cmsg)) {
-		size_t payload;
-
-		if (cmsg->cmsg_level != SOL_SOCKET ||
-		    cmsg->cmsg_type != SCM_RIGHTS) {
-			if (*reason == NULL)
-				*reason = "control message other than SCM_RIGHTS";
-			continue;
-		}
-		if (cmsg->cmsg_len < CMSG_LEN(0))
-			continue;
-		payload = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < payload && fd_count < fd_capacity; i++) {
-			memcpy(&fds[fd_count],
-			       CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
-			fd_count++;
-		}
-	}
-	if (fd_count > 1 && *reason == NULL)
+	if (result.other_messages && *reason == NULL)
+		*reason = "control message other than SCM_RIGHTS";
+	if (result.kept + result.closed > 1 && *reason == NULL)
 		*reason = "more than one fd attached";
-	return fd_count;
+	return result.kept;
 }
 
 /* The body message that goes with body_case; NULL if none is present. */
