@@ -9,7 +9,7 @@
  * what goes out: the owed control packets in protocol order, else host
  * data as far as the guest's credit allows, and EOF becoming SHUTDOWN.
  * Every header it sends carries our credit (buf_alloc, fwd_cnt), and
- * conn_after_progress decides when an unsolicited CREDIT_UPDATE is due.
+ * conn_update_close_and_credit decides when an unsolicited CREDIT_UPDATE is due.
  * RSTs for connections that are already gone go through the RST queue
  * (rst_queue.c).
  *
@@ -175,11 +175,11 @@ void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
 	deadline_cancel(&muxer->deadlines, &conn->deadline);
 	rx_queue_remove(&muxer->rx_work, &conn->rx_work);
 	conn_table_remove(&muxer->table, conn);
-	tx_ring_clear(&conn->ring);
+	tx_ring_clear(&conn->to_host_ring);
 	if (conn->host_fd >= 0)
 		close(conn->host_fd);
 	conn->host_fd = -1;
-	if (conn->awaiting_broker) {
+	if (conn->broker_reply_owed) {
 		/* The broker still owes a reply naming this slot: keep the
 		 * slot until it arrives (conn_on_broker_connect frees it), or
 		 * until CONN_DEADLINE_BROKER gives up on it. */
@@ -207,7 +207,7 @@ bool conn_wants_host_read(const struct muxer *muxer, const struct conn *conn)
 void conn_schedule_rx(struct muxer *muxer, struct conn *conn)
 {
 	bool has_work = conn->pending != 0 ||
-			(conn_wants_host_read(muxer, conn) && conn_peer_credit(conn) > 0);
+			(conn_wants_host_read(muxer, conn) && conn_guest_credit(conn) > 0);
 	if (has_work)
 		rx_queue_push_back(&muxer->rx_work, &conn->rx_work);
 }
@@ -223,11 +223,11 @@ static void queue_pending(struct muxer *muxer, struct conn *conn,
  * Called after bytes reached the host, the ring drained, or a shutdown bit
  * changed: carry out whatever closing step has become possible.
  */
-void conn_after_progress(struct muxer *muxer, struct conn *conn)
+void conn_update_close_and_credit(struct muxer *muxer, struct conn *conn)
 {
 	if (conn->state != CONN_ESTABLISHED)
 		return;
-	if (tx_ring_used(&conn->ring) > 0)
+	if (tx_ring_used(&conn->to_host_ring) > 0)
 		goto credit;
 	if (conn->guest_shut_send && !conn->host_write_shut) {
 		/* everything the guest sent has been written: pass the EOF on */
@@ -246,7 +246,7 @@ void conn_after_progress(struct muxer *muxer, struct conn *conn)
 credit:
 	if (!conn->guest_shut_send &&
 	    (conn_credit_update_due(conn, conn->window) ||
-	     (conn->fwd_cnt == conn->rx_cnt && conn_window_can_grow(muxer, conn))))
+	     (conn->written_to_host == conn->received_from_guest && conn_window_can_grow(muxer, conn))))
 		queue_pending(muxer, conn, CONN_PENDING_CREDIT_UPDATE);
 }
 
@@ -258,8 +258,8 @@ static void conn_stamp_header(struct muxer *muxer, struct conn *conn,
 			      struct vsock_header *header)
 {
 	header->buf_alloc = conn_grant_window(muxer, conn);
-	header->fwd_cnt = conn->fwd_cnt;
-	conn->fwd_cnt_sent = conn->fwd_cnt;
+	header->fwd_cnt = conn->written_to_host;
+	conn->to_host_reported = conn->written_to_host;
 	conn->pending &= ~(uint32_t)CONN_PENDING_CREDIT_UPDATE;
 }
 
@@ -295,7 +295,7 @@ static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
 		conn->pending &= ~(uint32_t)order[i].bit;
 		conn->counters.packets_to_guest++;
 		if (order[i].bit == CONN_PENDING_SHUTDOWN)
-			conn_after_progress(muxer, conn);
+			conn_update_close_and_credit(muxer, conn);
 		return true;
 	}
 	return true;
@@ -314,7 +314,7 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 	uint32_t limits[MUXER_RX_BATCH];
 	struct iovec *read_iov = muxer->rx_read_iov;
 	size_t buffer_count = 0, iov_count = 0, wanted = 0;
-	uint32_t credit = conn_peer_credit(conn);
+	uint32_t credit = conn_guest_credit(conn);
 	ssize_t got;
 	size_t used = 0;
 
@@ -367,7 +367,7 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 			conn_stamp_header(muxer, conn, &header);
 			rx_buffers_publish(muxer, slots[used], &header);
 			remaining -= length;
-			conn->tx_cnt += length;
+			conn->sent_to_guest += length;
 			conn->counters.packets_to_guest++;
 		}
 		conn->counters.bytes_to_guest += (uint64_t)got;
@@ -436,7 +436,7 @@ static int deliver_to_host(struct muxer *muxer, struct conn *conn,
 {
 	size_t written = 0;
 
-	if (tx_ring_used(&conn->ring) == 0) {
+	if (tx_ring_used(&conn->to_host_ring) == 0) {
 		ssize_t sent = writev(conn->host_fd, payload, (int)payload_count);
 		if (sent < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -445,11 +445,11 @@ static int deliver_to_host(struct muxer *muxer, struct conn *conn,
 			written = (size_t)sent;
 		}
 	}
-	conn->fwd_cnt += (uint32_t)written;
+	conn->written_to_host += (uint32_t)written;
 	conn->counters.bytes_to_host += written;
 	muxer->stats.bytes_to_host += written;
 	if (written < length) {
-		int result = tx_ring_append_iov(&conn->ring, payload, payload_count,
+		int result = tx_ring_append_iov(&conn->to_host_ring, payload, payload_count,
 					    written, length - written);
 		if (result < 0) {
 			log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
@@ -469,11 +469,11 @@ static int deliver_to_host(struct muxer *muxer, struct conn *conn,
 /* Host socket writable: flush the ring. */
 static void flush_ring(struct muxer *muxer, struct conn *conn)
 {
-	while (tx_ring_used(&conn->ring) > 0) {
-		ssize_t flushed = tx_ring_flush(&conn->ring, conn->host_fd);
+	while (tx_ring_used(&conn->to_host_ring) > 0) {
+		ssize_t flushed = tx_ring_flush(&conn->to_host_ring, conn->host_fd);
 		if (flushed == -EAGAIN || flushed == -EWOULDBLOCK) {
 			/* partial progress frees guest credit too */
-			conn_after_progress(muxer, conn);
+			conn_update_close_and_credit(muxer, conn);
 			return;
 		}
 		if (flushed == -EINTR)
@@ -482,7 +482,7 @@ static void flush_ring(struct muxer *muxer, struct conn *conn)
 			host_write_error(muxer, conn, (int)-flushed);
 			return;
 		}
-		conn->fwd_cnt += (uint32_t)flushed;
+		conn->written_to_host += (uint32_t)flushed;
 		conn->counters.bytes_to_host += (uint64_t)flushed;
 		muxer->stats.bytes_to_host += (uint64_t)flushed;
 	}
@@ -490,7 +490,7 @@ static void flush_ring(struct muxer *muxer, struct conn *conn)
 	if (conn->state == CONN_ESTABLISHED &&
 	    conn->deadline.armed && conn->guest_shut_rcv && conn->guest_shut_send)
 		deadline_cancel(&muxer->deadlines, &conn->deadline);
-	conn_after_progress(muxer, conn);
+	conn_update_close_and_credit(muxer, conn);
 }
 
 /* ------------------------------------------------------------------------
@@ -547,14 +547,14 @@ static void on_guest_request(struct muxer *muxer, struct conn *conn,
 	conn->initiator = CONN_FROM_GUEST;
 	conn->local_port = header->dst_port;
 	conn->peer_port = header->src_port;
-	conn->peer_buf_alloc = header->buf_alloc;
-	conn->peer_fwd_cnt = header->fwd_cnt;
+	conn->guest_buf_alloc = header->buf_alloc;
+	conn->guest_fwd_cnt = header->fwd_cnt;
 	conn->connect_started_ns = monotonic_ns();
 	conn->counters.packets_from_guest = 1; /* this REQUEST */
 	conn->counters.opened_ns = conn->connect_started_ns;
 	conn->counters.last_activity_ns = conn->connect_started_ns;
 	conn->connect_request_id = (conn->generation << 20) | conn->slot;
-	tx_ring_init(&conn->ring, muxer->options->tx_buffer_size);
+	tx_ring_init(&conn->to_host_ring, muxer->options->tx_buffer_size);
 	if (conn_table_insert(&muxer->table, conn) < 0 ||
 	    broker_send_connect_request(muxer->channel_fd, conn->connect_request_id,
 					header->dst_port) < 0) {
@@ -564,7 +564,7 @@ static void on_guest_request(struct muxer *muxer, struct conn *conn,
 				     "broker unavailable");
 		return;
 	}
-	conn->awaiting_broker = true;
+	conn->broker_reply_owed = true;
 	muxer->connects_in_flight++;
 	/* an RST still queued for this pair from an earlier connection must
 	 * not reach the new one */
@@ -650,10 +650,10 @@ static void on_guest_shutdown(struct muxer *muxer, struct conn *conn,
 	if (header->flags & VSOCK_SHUTDOWN_SEND)
 		conn->guest_shut_send = true;
 	if (conn->guest_shut_rcv && conn->guest_shut_send &&
-	    tx_ring_used(&conn->ring) > 0)
+	    tx_ring_used(&conn->to_host_ring) > 0)
 		deadline_arm(&muxer->deadlines, &conn->deadline,
 			     CONN_DEADLINE_SHUTDOWN);
-	conn_after_progress(muxer, conn);
+	conn_update_close_and_credit(muxer, conn);
 }
 
 static void on_guest_rw(struct muxer *muxer, struct conn *conn,
@@ -674,7 +674,7 @@ static void on_guest_rw(struct muxer *muxer, struct conn *conn,
 		return;
 	}
 	/* in flight = received but not yet written to the host */
-	if ((uint64_t)(conn->rx_cnt - conn->fwd_cnt) + header->len > conn->window) {
+	if ((uint64_t)(conn->received_from_guest - conn->written_to_host) + header->len > conn->window) {
 		muxer->stats.dropped[DROP_CREDIT_VIOLATION]++;
 		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
 				"conn local %" PRIu32 " peer %" PRIu32
@@ -683,10 +683,10 @@ static void on_guest_rw(struct muxer *muxer, struct conn *conn,
 		conn_reset(muxer, conn, "guest exceeded credit");
 		return;
 	}
-	conn->rx_cnt += header->len;
+	conn->received_from_guest += header->len;
 	if (deliver_to_host(muxer, conn, payload, payload_count, header->len) < 0)
 		return;
-	conn_after_progress(muxer, conn);
+	conn_update_close_and_credit(muxer, conn);
 }
 
 /* cppcheck-suppress constParameter ; signature fixed by the table */
@@ -761,14 +761,14 @@ void conn_handle_guest_packet(struct muxer *muxer,
 			owe_rst(muxer, header->dst_port, header->src_port);
 		return;
 	}
-	if (conn && (int32_t)(header->fwd_cnt - conn->tx_cnt) > 0) {
+	if (conn && (int32_t)(header->fwd_cnt - conn->sent_to_guest) > 0) {
 		/* the guest claims to have read bytes we never sent */
 		muxer->stats.dropped[DROP_BAD_CREDIT]++;
 		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
 				"conn local %" PRIu32 " peer %" PRIu32 ": guest fwd_cnt %"
 				PRIu32 " is ahead of the %" PRIu32 " bytes sent to it",
 				conn->local_port, conn->peer_port, header->fwd_cnt,
-				conn->tx_cnt);
+				conn->sent_to_guest);
 		if (header->op != VSOCK_OP_RST)
 			conn_reset(muxer, conn, "impossible credit");
 		else
@@ -776,16 +776,16 @@ void conn_handle_guest_packet(struct muxer *muxer,
 		return;
 	}
 	if (conn) {
-		credit_before = conn_peer_credit(conn);
-		conn->peer_buf_alloc = header->buf_alloc;
-		conn->peer_fwd_cnt = header->fwd_cnt;
+		credit_before = conn_guest_credit(conn);
+		conn->guest_buf_alloc = header->buf_alloc;
+		conn->guest_fwd_cnt = header->fwd_cnt;
 		conn->counters.packets_from_guest++;
 		conn->counters.last_activity_ns = monotonic_ns();
 	}
 	handler(muxer, conn, header, payload, payload_count);
 	/* conn may be gone now; look it up again before using it */
 	conn = conn_table_lookup(&muxer->table, header->dst_port, header->src_port);
-	if (conn && credit_before == 0 && conn_peer_credit(conn) > 0) {
+	if (conn && credit_before == 0 && conn_guest_credit(conn) > 0) {
 		conn_schedule_rx(muxer, conn);
 	}
 }
@@ -825,7 +825,7 @@ void conn_adopt_host_client(struct muxer *muxer, int fd)
 	conn->counters.opened_ns = monotonic_ns();
 	conn->counters.last_activity_ns = conn->counters.opened_ns;
 	connect_cmd_init(&conn->handshake);
-	tx_ring_init(&conn->ring, muxer->options->tx_buffer_size);
+	tx_ring_init(&conn->to_host_ring, muxer->options->tx_buffer_size);
 	if (conn_watch_host(muxer, conn) < 0) {
 		conn_destroy(muxer, conn, "epoll registration failed");
 		return;
@@ -920,7 +920,7 @@ void conn_on_host_event(struct muxer *muxer, struct conn *conn, uint32_t events)
 		return;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 		conn->host_readable = true;
-		if (conn_peer_credit(conn) == 0)
+		if (conn_guest_credit(conn) == 0)
 			muxer->stats.waits_for_credit++;
 		conn_schedule_rx(muxer, conn);
 	}
@@ -942,7 +942,7 @@ void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 			close(fd);
 		return;
 	}
-	conn->awaiting_broker = false;
+	conn->broker_reply_owed = false;
 	muxer->connects_in_flight--;
 	elapsed = monotonic_ns() - conn->connect_started_ns;
 	muxer->stats.broker_connects++;
@@ -1001,7 +1001,7 @@ void conn_on_deadline(struct muxer *muxer, struct conn *conn)
 	case CONN_ABANDONED:
 		log_warn("broker never answered connect request %" PRIu32
 			 "; freeing its slot", conn->connect_request_id);
-		conn->awaiting_broker = false;
+		conn->broker_reply_owed = false;
 		muxer->connects_in_flight--;
 		conn_table_free(&muxer->table, conn);
 		break;

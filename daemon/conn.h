@@ -10,10 +10,11 @@
  * read in one place.
  *
  * Credit (the virtio-vsock flow control), all u32 with wrap-around:
- *   guest -> host: we advertise buf_alloc = --tx-buffer-size and fwd_cnt =
- *     bytes written to the host socket. Bytes received but not yet written
- *     live in `ring` and may never exceed buf_alloc.
- *   host -> guest: we may send peer_buf_alloc - (tx_cnt - peer_fwd_cnt).
+ *   guest -> host: we advertise buf_alloc = `window` (--tx-buffer-size as
+ *     the budget allows) and fwd_cnt = written_to_host. Bytes received but
+ *     not yet written live in to_host_ring and may never exceed buf_alloc.
+ *   host -> guest: we may send
+ *     guest_buf_alloc - (sent_to_guest - guest_fwd_cnt).
  */
 #ifndef VSOCKMUX_CONN_H
 #define VSOCKMUX_CONN_H
@@ -91,18 +92,20 @@ struct conn {
 	bool hashed;              /* in the (local, peer) lookup table */
 
 	/* guest -> host */
-	uint32_t rx_cnt;          /* payload bytes received from the guest */
-	uint32_t fwd_cnt;         /* of which written to the host socket */
-	uint32_t fwd_cnt_sent;    /* fwd_cnt as last told to the guest */
-	struct tx_ring ring;
+	uint32_t received_from_guest; /* payload bytes (the guest's tx_cnt) */
+	uint32_t written_to_host;     /* of which written to the host socket:
+					 our fwd_cnt */
+	uint32_t to_host_reported;    /* written_to_host as last told to the
+					 guest (fwd_cnt of our last header) */
+	struct tx_ring to_host_ring;  /* received, not yet written */
 	bool epollout_armed;
 	uint32_t window;          /* buf_alloc offered: its share of
 				     --tx-buffer-budget; never shrinks */
 
 	/* host -> guest */
-	uint32_t tx_cnt;          /* payload bytes sent to the guest */
-	uint32_t peer_buf_alloc;
-	uint32_t peer_fwd_cnt;
+	uint32_t sent_to_guest;   /* payload bytes (our tx_cnt) */
+	uint32_t guest_buf_alloc; /* the guest's buf_alloc and fwd_cnt, from */
+	uint32_t guest_fwd_cnt;   /* its latest header */
 	bool host_readable;       /* edge seen and not yet drained */
 
 	/* directions */
@@ -118,7 +121,9 @@ struct conn {
 	struct connect_cmd_parser handshake;
 	uint64_t connect_started_ns;
 	uint32_t connect_request_id; /* ConnectRequest in flight */
-	bool awaiting_broker;         /* its reply has not arrived */
+	bool broker_reply_owed;       /* its reply has not arrived (the slot
+					 waits as CONN_ABANDONED if the
+					 connection ends first) */
 
 	struct conn_counters counters;
 };
@@ -129,19 +134,19 @@ static inline struct conn *conn_of_rx_link(struct rx_link *link)
 }
 
 /* Credit we may still use towards the guest (0 if the guest shrank it). */
-static inline uint32_t conn_peer_credit(const struct conn *conn)
+static inline uint32_t conn_guest_credit(const struct conn *conn)
 {
-	uint32_t in_flight = conn->tx_cnt - conn->peer_fwd_cnt;
-	if (in_flight > conn->peer_buf_alloc)
+	uint32_t in_flight = conn->sent_to_guest - conn->guest_fwd_cnt;
+	if (in_flight > conn->guest_buf_alloc)
 		return 0;
-	return conn->peer_buf_alloc - in_flight;
+	return conn->guest_buf_alloc - in_flight;
 }
 
 /* Free space the guest currently believes we have. */
 static inline uint32_t conn_guest_view_of_free(const struct conn *conn,
 					       uint32_t buf_alloc)
 {
-	uint32_t unacknowledged = conn->rx_cnt - conn->fwd_cnt_sent;
+	uint32_t unacknowledged = conn->received_from_guest - conn->to_host_reported;
 	if (unacknowledged > buf_alloc)
 		return 0;
 	return buf_alloc - unacknowledged;
@@ -153,7 +158,7 @@ static inline uint32_t conn_guest_view_of_free(const struct conn *conn,
 static inline bool conn_credit_update_due(const struct conn *conn,
 					  uint32_t buf_alloc)
 {
-	uint32_t delivered_unreported = conn->fwd_cnt - conn->fwd_cnt_sent;
+	uint32_t delivered_unreported = conn->written_to_host - conn->to_host_reported;
 	return delivered_unreported != 0 &&
 	       delivered_unreported >= buf_alloc / 4;
 }
@@ -205,7 +210,10 @@ bool conn_wants_host_read(const struct muxer *muxer, const struct conn *conn);
 /* The buf_alloc to put in a header for conn now: its window, grown
  * towards --tx-buffer-size as far as the budget allows. */
 uint32_t conn_grant_window(struct muxer *muxer, struct conn *conn);
-/* After data reached the host or the ring drained: close-state checks. */
-void conn_after_progress(struct muxer *muxer, struct conn *conn);
+/* After data reached the host, the ring drained or a shutdown bit changed:
+ * take whatever closing step has become possible (pass the guest's EOF on,
+ * free the connection) and queue a CREDIT_UPDATE when the guest's view of
+ * our free space lags (the Linux guest never asks for one). */
+void conn_update_close_and_credit(struct muxer *muxer, struct conn *conn);
 
 #endif

@@ -71,8 +71,8 @@ static void describe_connection(const struct conn *conn, uint64_t now,
 	row->bytes_to_guest = conn->counters.bytes_to_guest;
 	row->packets_from_guest = conn->counters.packets_from_guest;
 	row->packets_to_guest = conn->counters.packets_to_guest;
-	row->guest_credit = conn->state == CONN_ESTABLISHED ? conn_peer_credit(conn) : 0;
-	row->tx_buffered = tx_ring_used(&conn->ring);
+	row->guest_credit = conn->state == CONN_ESTABLISHED ? conn_guest_credit(conn) : 0;
+	row->tx_buffered = tx_ring_used(&conn->to_host_ring);
 }
 
 /* Drop keys counted by the rings rather than the muxer: malformed_chain,
@@ -95,7 +95,7 @@ static uint64_t buffered_bytes(const struct muxer *muxer)
 {
 	uint64_t total = 0;
 	for (uint32_t slot = 0; slot < muxer->table.capacity; slot++)
-		total += tx_ring_used(&muxer->table.slots[slot].ring);
+		total += tx_ring_used(&muxer->table.slots[slot].to_host_ring);
 	return total;
 }
 

@@ -149,24 +149,24 @@ static void test_credit_arithmetic_wraps(void **state)
 {
 	struct conn conn = { 0 };
 	(void)state;
-	conn.peer_buf_alloc = 262144;
-	conn.tx_cnt = 100;
-	conn.peer_fwd_cnt = 100;
-	assert_int_equal(conn_peer_credit(&conn), 262144);
+	conn.guest_buf_alloc = 262144;
+	conn.sent_to_guest = 100;
+	conn.guest_fwd_cnt = 100;
+	assert_int_equal(conn_guest_credit(&conn), 262144);
 	/* tx_cnt wrapped past zero, fwd_cnt not yet */
-	conn.tx_cnt = 1000;
-	conn.peer_fwd_cnt = UINT32_MAX - 999;   /* 2000 bytes in flight */
-	assert_int_equal(conn_peer_credit(&conn), 262144 - 2000);
+	conn.sent_to_guest = 1000;
+	conn.guest_fwd_cnt = UINT32_MAX - 999;   /* 2000 bytes in flight */
+	assert_int_equal(conn_guest_credit(&conn), 262144 - 2000);
 	/* a guest that shrinks buf_alloc below what is in flight: no credit */
-	conn.peer_buf_alloc = 1000;
-	assert_int_equal(conn_peer_credit(&conn), 0);
+	conn.guest_buf_alloc = 1000;
+	assert_int_equal(conn_guest_credit(&conn), 0);
 
-	conn.rx_cnt = 5;
-	conn.fwd_cnt_sent = UINT32_MAX - 4;     /* 10 unacknowledged */
+	conn.received_from_guest = 5;
+	conn.to_host_reported = UINT32_MAX - 4;     /* 10 unacknowledged */
 	assert_int_equal(conn_guest_view_of_free(&conn, 65536), 65526);
-	conn.fwd_cnt = conn.fwd_cnt_sent + 16383;
+	conn.written_to_host = conn.to_host_reported + 16383;
 	assert_false(conn_credit_update_due(&conn, 65536));
-	conn.fwd_cnt = conn.fwd_cnt_sent + 16384;
+	conn.written_to_host = conn.to_host_reported + 16384;
 	assert_true(conn_credit_update_due(&conn, 65536));
 }
 
@@ -181,8 +181,8 @@ static void test_guest_connect_then_data_reaches_host(void **state)
 	assert_int_equal(read(host, buffer, sizeof(buffer)), 5);
 	assert_memory_equal(buffer, "hello", 5);
 	conn = conn_table_lookup(&fixture->muxer.table, 1234, 5000);
-	assert_int_equal(conn->rx_cnt, 5);
-	assert_int_equal(conn->fwd_cnt, 5);
+	assert_int_equal(conn->received_from_guest, 5);
+	assert_int_equal(conn->written_to_host, 5);
 	close(host);
 }
 
@@ -273,10 +273,10 @@ static void test_full_host_socket_buffers_then_flushes(void **state)
 	setsockopt(conn->host_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	setsockopt(host, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	guest_send_data(fixture, 5000, 1234, data, sizeof(data));
-	assert_true(tx_ring_used(&conn->ring) > 0);
+	assert_true(tx_ring_used(&conn->to_host_ring) > 0);
 	assert_true(conn->epollout_armed);
-	assert_int_equal(conn->rx_cnt, sizeof(data));
-	assert_true(conn->fwd_cnt < sizeof(data));
+	assert_int_equal(conn->received_from_guest, sizeof(data));
+	assert_true(conn->written_to_host < sizeof(data));
 	while (total < sizeof(data)) {
 		ssize_t got = read(host, received + total, sizeof(received) - total);
 		if (got < 0) {
@@ -289,9 +289,9 @@ static void test_full_host_socket_buffers_then_flushes(void **state)
 		conn_on_host_event(&fixture->muxer, conn, EPOLLOUT);
 	}
 	assert_memory_equal(data, received, sizeof(data));
-	assert_int_equal(conn->fwd_cnt, sizeof(data));
-	assert_int_equal(tx_ring_used(&conn->ring), 0);
-	assert_null(conn->ring.storage);
+	assert_int_equal(conn->written_to_host, sizeof(data));
+	assert_int_equal(tx_ring_used(&conn->to_host_ring), 0);
+	assert_null(conn->to_host_ring.storage);
 	assert_false(conn->epollout_armed);
 	close(host);
 }
