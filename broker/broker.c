@@ -32,10 +32,16 @@
 #include <unistd.h>
 
 #include "vsockmux/ipc.h"
+#include "vsockmux/ipc_routes.h"
 #include "vsockmux/log.h"
 
-/* Handler result meaning "keep running"; anything else is an exit code. */
-#define BROKER_CONTINUE (-1)
+/* What each handler tells the loop. BROKER_RUNNING is 0, so a route
+ * handler's "go on" (vsockmux/ipc_routes.h) is the same value. */
+enum broker_step {
+	BROKER_RUNNING = 0,
+	BROKER_STOP_CLEAN,     /* exit 0: SIGTERM or SIGINT */
+	BROKER_STOP_FAILED,    /* exit 1: the reason is logged */
+};
 
 #define MAX_EPOLL_EVENTS 8
 /* Per wakeup, so that no source can starve the others (level-triggered). */
@@ -129,9 +135,9 @@ out:
 /*
  * Poll the vhost-user listener only while no VMM is attached (the next
  * frontend waits in the kernel backlog meanwhile), and neither listener
- * while accepting is paused. Returns BROKER_CONTINUE or an exit code.
+ * while accepting is paused. Returns BROKER_RUNNING or how to stop.
  */
-static int update_listener_polling(struct broker *broker)
+static enum broker_step update_listener_polling(struct broker *broker)
 {
 	bool want_vhost_user = !broker->vmm_attached && !broker->accept_paused;
 	/* Clients not accepted wait in the listen backlog, as the kernel
@@ -144,8 +150,8 @@ static int update_listener_polling(struct broker *broker)
 		       want_vhost_user) < 0 ||
 	    set_polled(broker, broker->listeners->host_fd, SOURCE_HOST,
 		       &broker->host_polled, want_host) < 0)
-		return 1;
-	return BROKER_CONTINUE;
+		return BROKER_STOP_FAILED;
+	return BROKER_RUNNING;
 }
 
 /* ---- sending to the muxer --------------------------------------------- */
@@ -171,8 +177,8 @@ static bool send_to_muxer(struct broker *broker, IpcEnvelope *envelope, int fd)
 
 /* ---- muxer process ---------------------------------------------------- */
 
-/* Reap the muxer if it has ended. Returns BROKER_CONTINUE or 1. */
-static int check_muxer(struct broker *broker)
+/* Reap the muxer if it has ended. Returns BROKER_RUNNING or BROKER_STOP_FAILED. */
+static enum broker_step check_muxer(struct broker *broker)
 {
 	int status;
 	pid_t pid;
@@ -181,34 +187,34 @@ static int check_muxer(struct broker *broker)
 		pid = waitpid(broker->muxer_pid, &status, WNOHANG);
 	} while (pid < 0 && errno == EINTR);
 	if (pid == 0)
-		return BROKER_CONTINUE;
+		return BROKER_RUNNING;
 	if (pid < 0) {
 		log_error("waitpid for muxer (pid %d): %s", (int)broker->muxer_pid,
 			  strerror(errno));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	if (WIFEXITED(status)) {
 		log_error("muxer (pid %d) exited with code %d",
 			  (int)broker->muxer_pid, WEXITSTATUS(status));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	if (WIFSIGNALED(status)) {
 		log_error("muxer (pid %d) killed by signal %d (%s)%s",
 			  (int)broker->muxer_pid, WTERMSIG(status),
 			  strsignal(WTERMSIG(status)),
 			  WCOREDUMP(status) ? ", core dumped" : "");
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
-	return BROKER_CONTINUE;
+	return BROKER_RUNNING;
 }
 
-static int handle_signals(struct broker *broker)
+static enum broker_step handle_signals(struct broker *broker)
 {
 	struct signalfd_siginfo info;
 	ssize_t length;
-	int result = BROKER_CONTINUE;
+	enum broker_step result = BROKER_RUNNING;
 
-	while (result == BROKER_CONTINUE) {
+	while (result == BROKER_RUNNING) {
 		length = read(broker->signal_fd, &info, sizeof(info));
 		if (length < 0 && errno == EINTR)
 			continue;
@@ -217,7 +223,7 @@ static int handle_signals(struct broker *broker)
 		if (length != (ssize_t)sizeof(info)) {
 			log_error("read signalfd: %s",
 				  length < 0 ? strerror(errno) : "short read");
-			result = 1;
+			result = BROKER_STOP_FAILED;
 			break;
 		}
 		switch (info.ssi_signo) {
@@ -231,7 +237,7 @@ static int handle_signals(struct broker *broker)
 			if (kill(broker->muxer_pid, SIGTERM) < 0 && errno != ESRCH)
 				log_warn("kill muxer (pid %d): %s",
 					 (int)broker->muxer_pid, strerror(errno));
-			result = 0;
+			result = BROKER_STOP_CLEAN;
 			break;
 		default:
 			break;
@@ -247,32 +253,32 @@ static int handle_signals(struct broker *broker)
  * anything else (out of fds or memory, mostly) pauses both listeners for a
  * moment instead of spinning on a level-triggered readable listener.
  */
-static int handle_accept_error(struct broker *broker, const char *what,
+static enum broker_step handle_accept_error(struct broker *broker, const char *what,
 			       int error)
 {
 	struct itimerspec pause = { .it_value.tv_nsec = ACCEPT_PAUSE_NS };
 
 	if (error == EAGAIN || error == EINTR || error == ECONNABORTED)
-		return BROKER_CONTINUE;
+		return BROKER_RUNNING;
 	log_ratelimited(&accept_ratelimit, LOG_LEVEL_WARN,
 			"accept on %s: %s; pausing accepts", what,
 			strerror(error));
 	if (timerfd_settime(broker->resume_timer_fd, 0, &pause, NULL) < 0) {
 		log_error("timerfd_settime: %s", strerror(errno));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	broker->accept_paused = true;
 	return update_listener_polling(broker);
 }
 
-static int handle_resume_timer(struct broker *broker)
+static enum broker_step handle_resume_timer(struct broker *broker)
 {
 	uint64_t expirations;
 
 	if (read(broker->resume_timer_fd, &expirations, sizeof(expirations)) < 0 &&
 	    errno != EAGAIN && errno != EINTR) {
 		log_error("read timerfd: %s", strerror(errno));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	broker->accept_paused = false;
 	return update_listener_polling(broker);
@@ -396,14 +402,14 @@ static void reply_to_connect(struct broker *broker, uint32_t request_id,
 }
 
 /* One frontend at a time: accept it, hand it over, stop listening. */
-static int handle_vhost_user_listener(struct broker *broker)
+static enum broker_step handle_vhost_user_listener(struct broker *broker)
 {
 	Vsockmux__Ipc__VmmAttach attach = VSOCKMUX__IPC__VMM_ATTACH__INIT;
 	IpcEnvelope envelope = VSOCKMUX__IPC__ENVELOPE__INIT;
 	int fd;
 
 	if (broker->vmm_attached || !broker->vhost_user_polled)
-		return BROKER_CONTINUE;   /* stale event */
+		return BROKER_RUNNING;   /* stale event */
 	fd = accept4(broker->listeners->vhost_user_fd, NULL, NULL,
 		     SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0)
@@ -412,7 +418,7 @@ static int handle_vhost_user_listener(struct broker *broker)
 	envelope.body_case = VSOCKMUX__IPC__ENVELOPE__BODY_VMM_ATTACH;
 	envelope.vmm_attach = &attach;
 	if (!send_to_muxer(broker, &envelope, fd))
-		return BROKER_CONTINUE;   /* frontend sees a close; keep listening */
+		return BROKER_RUNNING;   /* frontend sees a close; keep listening */
 	log_info("vhost-user frontend connected; handed to the muxer");
 	broker->vmm_attached = true;
 	return update_listener_polling(broker);
@@ -421,9 +427,9 @@ static int handle_vhost_user_listener(struct broker *broker)
 /* Hand every waiting host client to the muxer, which reads its CONNECT.
  * When the channel is full the client just accepted waits for room, and
  * accepting stops until it is handed over. */
-static int handle_host_listener(struct broker *broker)
+static enum broker_step handle_host_listener(struct broker *broker)
 {
-	int result = BROKER_CONTINUE;
+	enum broker_step result = BROKER_RUNNING;
 
 	for (int i = 0; i < MAX_ACCEPTS_PER_WAKEUP && broker->host_polled; i++) {
 		int sent;
@@ -452,12 +458,15 @@ static int handle_host_listener(struct broker *broker)
 
 /* ---- muxer -> broker messages ----------------------------------------- */
 
-static int handle_vmm_detached(struct broker *broker, const IpcEnvelope *envelope)
+static int handle_vmm_detached(void *context, const IpcEnvelope *envelope, int fd)
 {
+	struct broker *broker = context;
+
+	(void)fd;
 	(void)envelope;
 	if (!broker->vmm_attached) {
 		log_error("muxer sent VmmDetached while no VMM is attached");
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	log_info("vhost-user frontend detached; accepting the next one");
 	broker->vmm_attached = false;
@@ -508,27 +517,31 @@ out:
 	return result;
 }
 
-static int handle_connect_request(struct broker *broker,
-				  const IpcEnvelope *envelope)
+static int handle_connect_request(void *context, const IpcEnvelope *envelope,
+				  int attached_fd)
 {
+	struct broker *broker = context;
 	const Vsockmux__Ipc__ConnectRequest *request = envelope->connect_request;
 	int error = 0;
 	int fd;
 
+	(void)attached_fd;
 	fd = connect_to_port(broker, request->port, &error);
 	log_debug("connect request %" PRIu32 " to %s_%" PRIu32 ": %s",
 		  request->request_id, broker->options->uds_path, request->port,
 		  fd >= 0 ? "connected" : strerror(error));
 
 	reply_to_connect(broker, request->request_id, fd >= 0 ? 0 : error, fd);
-	return BROKER_CONTINUE;
+	return BROKER_RUNNING;
 }
 
-static int handle_host_accept_control(struct broker *broker,
-				      const IpcEnvelope *envelope)
+static int handle_host_accept_control(void *context, const IpcEnvelope *envelope,
+				      int fd)
 {
+	struct broker *broker = context;
 	bool paused = envelope->host_accept_control->paused;
 
+	(void)fd;
 	if (paused != broker->host_paused_by_muxer)
 		log_info("%s host clients: the muxer %s", paused ? "pausing" : "resuming",
 			 paused ? "has too many CONNECT lines in progress"
@@ -537,76 +550,54 @@ static int handle_host_accept_control(struct broker *broker,
 	return update_listener_polling(broker);
 }
 
-static int handle_stats_reply(struct broker *broker, const IpcEnvelope *envelope)
+static int handle_stats_reply(void *context, const IpcEnvelope *envelope, int fd)
 {
+	struct broker *broker = context;
+
+	(void)fd;
 	/* a malformed reply is logged and answered to the client as an error */
 	(void)control_handle_stats_reply(&broker->control, envelope->stats_reply);
-	return BROKER_CONTINUE;
+	return BROKER_RUNNING;
 }
-
-/* Whether a message must, or must not, carry an fd. */
-enum ipc_fd_policy {
-	IPC_FD_FORBIDDEN,
-	IPC_FD_REQUIRED,
-};
-
-struct muxer_message_handler {
-	Vsockmux__Ipc__Envelope__BodyCase body_case;
-	const char *name;
-	enum ipc_fd_policy fd_policy;
-	/* Returns BROKER_CONTINUE or an exit code. */
-	int (*handle)(struct broker *broker, const IpcEnvelope *envelope);
-};
 
 /*
  * Everything the muxer may ask of the broker. Muxer->broker messages never
  * carry fds. A body not listed here (VmmAttach, HostStream, ConnectReply
  * travel the other way) means the muxer is compromised or broken.
  */
-static const struct muxer_message_handler muxer_handlers[] = {
-	{ VSOCKMUX__IPC__ENVELOPE__BODY_VMM_DETACHED, "VmmDetached",
-	  IPC_FD_FORBIDDEN, handle_vmm_detached },
-	{ VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REQUEST, "ConnectRequest",
-	  IPC_FD_FORBIDDEN, handle_connect_request },
-	{ VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REPLY, "StatsReply",
-	  IPC_FD_FORBIDDEN, handle_stats_reply },
-	{ VSOCKMUX__IPC__ENVELOPE__BODY_HOST_ACCEPT_CONTROL, "HostAcceptControl",
-	  IPC_FD_FORBIDDEN, handle_host_accept_control },
+static const struct ipc_route broker_routes[] = {
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_VMM_DETACHED, IPC_FD_FORBIDDEN, handle_vmm_detached },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REQUEST, IPC_FD_FORBIDDEN,
+	  handle_connect_request },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REPLY, IPC_FD_FORBIDDEN, handle_stats_reply },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_HOST_ACCEPT_CONTROL, IPC_FD_FORBIDDEN,
+	  handle_host_accept_control },
 };
 
-/* Check one received message against muxer_handlers[] and run it. */
-static int dispatch_muxer_message(struct broker *broker,
-				  const IpcEnvelope *envelope, int fd)
+/* Check one received message against broker_routes[] and run it. */
+static enum broker_step dispatch_muxer_message(struct broker *broker,
+					       const IpcEnvelope *envelope, int fd)
 {
-	const struct muxer_message_handler *handler = NULL;
-	int result = 1;
+	int result = BROKER_STOP_FAILED;
 
-	for (size_t i = 0; i < sizeof(muxer_handlers) / sizeof(muxer_handlers[0]); i++) {
-		if (muxer_handlers[i].body_case == envelope->body_case) {
-			handler = &muxer_handlers[i];
-			break;
-		}
-	}
-	if (handler == NULL) {
+	switch (ipc_route_dispatch(broker_routes, sizeof(broker_routes) /
+				   sizeof(broker_routes[0]), broker, envelope, fd,
+				   &result)) {
+	case IPC_ROUTE_HANDLED:
+		break;
+	case IPC_ROUTE_NOT_ACCEPTED:
 		log_error("muxer sent unexpected %s message; stopping",
 			  ipc_body_name(envelope->body_case));
-		goto out;
-	}
-	if (handler->fd_policy == IPC_FD_FORBIDDEN && fd >= 0) {
+		break;
+	case IPC_ROUTE_WRONG_FD:
 		log_error("muxer sent %s with an fd attached; stopping",
-			  handler->name);
-		goto out;
+			  ipc_body_name(envelope->body_case));
+		break;
 	}
-	if (handler->fd_policy == IPC_FD_REQUIRED && fd < 0) {
-		log_error("muxer sent %s without an fd; stopping", handler->name);
-		goto out;
-	}
-	result = handler->handle(broker, envelope);
-out:
 	/* No muxer->broker message keeps an fd. */
 	if (fd >= 0)
 		close(fd);
-	return result;
+	return (enum broker_step)result;
 }
 
 /*
@@ -614,42 +605,42 @@ out:
  * as soon as SIGCHLD says (check_muxer logs a signal or an exit code);
  * if it has not ended within MUXER_END_WAIT_NS, say what we know.
  */
-static int channel_closed(struct broker *broker)
+static enum broker_step channel_closed(struct broker *broker)
 {
 	struct itimerspec wait = { .it_value.tv_nsec = MUXER_END_WAIT_NS % 1000000000L,
 				   .it_value.tv_sec = MUXER_END_WAIT_NS / 1000000000L };
-	int result = check_muxer(broker);
+	enum broker_step result = check_muxer(broker);
 
-	if (result != BROKER_CONTINUE)
+	if (result != BROKER_RUNNING)
 		return result;
 	if (epoll_ctl(broker->epoll_fd, EPOLL_CTL_DEL, broker->channel_fd, NULL) < 0 ||
 	    timerfd_settime(broker->end_timer_fd, 0, &wait, NULL) < 0) {
 		log_error("muxer closed the channel; stopping");
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
-	return BROKER_CONTINUE;
+	return BROKER_RUNNING;
 }
 
-static int handle_end_timer(struct broker *broker)
+static enum broker_step handle_end_timer(struct broker *broker)
 {
-	int result = check_muxer(broker);
+	enum broker_step result = check_muxer(broker);
 
-	if (result != BROKER_CONTINUE)
+	if (result != BROKER_RUNNING)
 		return result;
 	log_error("muxer (pid %d) closed the channel and has not exited; stopping",
 		  (int)broker->muxer_pid);
-	return 1;
+	return BROKER_STOP_FAILED;
 }
 
-static int handle_channel(struct broker *broker, uint32_t events)
+static enum broker_step handle_channel(struct broker *broker, uint32_t events)
 {
-	int result = BROKER_CONTINUE;
+	enum broker_step result = BROKER_RUNNING;
 
 	if (events & EPOLLOUT)
 		flush_queued_replies(broker);
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return result;
-	for (int i = 0; i < MAX_MESSAGES_PER_WAKEUP && result == BROKER_CONTINUE; i++) {
+	for (int i = 0; i < MAX_MESSAGES_PER_WAKEUP && result == BROKER_RUNNING; i++) {
 		IpcEnvelope *envelope;
 		int fd;
 		int received = ipc_receive(broker->channel_fd, &envelope, &fd);
@@ -664,7 +655,7 @@ static int handle_channel(struct broker *broker, uint32_t events)
 			/* -EPROTO: the reason is logged by ipc_receive. */
 			log_error("channel from muxer: %s; stopping",
 				  strerror(-received));
-			result = 1;
+			result = BROKER_STOP_FAILED;
 			break;
 		}
 		result = dispatch_muxer_message(broker, envelope, fd);
@@ -675,21 +666,21 @@ static int handle_channel(struct broker *broker, uint32_t events)
 
 /* ---- main loop -------------------------------------------------------- */
 
-static int handle_event(struct broker *broker, const struct epoll_event *event)
+static enum broker_step handle_event(struct broker *broker, const struct epoll_event *event)
 {
 	uint32_t source = broker_tag_source(event->data.u64);
 
 	switch (source) {
 	case CONTROL_SOURCE_LISTENER:
 		control_handle_listener(&broker->control);
-		return BROKER_CONTINUE;
+		return BROKER_RUNNING;
 	case CONTROL_SOURCE_CLIENT:
 		control_handle_client(&broker->control, broker_tag_slot(event->data.u64),
 				      broker_tag_generation(event->data.u64), event->events);
-		return BROKER_CONTINUE;
+		return BROKER_RUNNING;
 	case CONTROL_SOURCE_TIMER:
 		control_handle_timer(&broker->control);
-		return BROKER_CONTINUE;
+		return BROKER_RUNNING;
 	case SOURCE_CHANNEL:
 		return handle_channel(broker, event->events);
 	case SOURCE_SIGNALS:
@@ -704,12 +695,12 @@ static int handle_event(struct broker *broker, const struct epoll_event *event)
 		return handle_end_timer(broker);
 	default:
 		log_error("epoll: unknown source %" PRIu32, source);
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 }
 
-/* Signals, fds and epoll set. Returns BROKER_CONTINUE or 1 (logged). */
-static int broker_setup(struct broker *broker)
+/* Signals, fds and epoll set. Returns BROKER_RUNNING or BROKER_STOP_FAILED (logged). */
+static enum broker_step broker_setup(struct broker *broker)
 {
 	sigset_t mask;
 
@@ -725,29 +716,29 @@ static int broker_setup(struct broker *broker)
 	sigaddset(&mask, SIGINT);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
 		log_error("sigprocmask: %s", strerror(errno));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	broker->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (broker->signal_fd < 0) {
 		log_error("signalfd: %s", strerror(errno));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	broker->resume_timer_fd = timerfd_create(CLOCK_MONOTONIC,
 						 TFD_NONBLOCK | TFD_CLOEXEC);
 	if (broker->resume_timer_fd < 0) {
 		log_error("timerfd_create: %s", strerror(errno));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	broker->end_timer_fd = timerfd_create(CLOCK_MONOTONIC,
 					      TFD_NONBLOCK | TFD_CLOEXEC);
 	if (broker->end_timer_fd < 0) {
 		log_error("timerfd_create: %s", strerror(errno));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	broker->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (broker->epoll_fd < 0) {
 		log_error("epoll_create1: %s", strerror(errno));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	if (epoll_add(broker->epoll_fd, broker->channel_fd, SOURCE_CHANNEL) < 0 ||
 	    epoll_add(broker->epoll_fd, broker->signal_fd, SOURCE_SIGNALS) < 0 ||
@@ -755,11 +746,11 @@ static int broker_setup(struct broker *broker)
 		      SOURCE_RESUME_TIMER) < 0 ||
 	    epoll_add(broker->epoll_fd, broker->end_timer_fd, SOURCE_END_TIMER) < 0) {
 		log_error("epoll_ctl: %s", strerror(errno));
-		return 1;
+		return BROKER_STOP_FAILED;
 	}
 	if (control_server_init(&broker->control, broker->listeners->control_fd,
 				broker->epoll_fd, broker->channel_fd) < 0)
-		return 1;
+		return BROKER_STOP_FAILED;
 	return update_listener_polling(broker);
 }
 
@@ -779,7 +770,7 @@ int broker_run(const struct vsockmuxd_options *options,
 		.pending_host_fd = -1,
 	};
 	struct epoll_event events[MAX_EPOLL_EVENTS];
-	int result = 1;
+	enum broker_step result = BROKER_STOP_FAILED;
 
 	log_set_role("broker");
 	/* kill(0 or -1, ...) would hit far more than the muxer. */
@@ -790,10 +781,10 @@ int broker_run(const struct vsockmuxd_options *options,
 		goto out;
 	}
 	result = broker_setup(&broker);
-	if (result != BROKER_CONTINUE)
+	if (result != BROKER_RUNNING)
 		goto out;
 	if (lock_down && lock_down(opaque) != 0) {
-		result = 1;
+		result = BROKER_STOP_FAILED;
 		goto out;
 	}
 	log_info("ready: vhost-user socket %s, host socket %s",
@@ -801,17 +792,17 @@ int broker_run(const struct vsockmuxd_options *options,
 	/* It may have died before SIGCHLD was blocked and routed to us. */
 	result = check_muxer(&broker);
 
-	while (result == BROKER_CONTINUE) {
+	while (result == BROKER_RUNNING) {
 		int count = epoll_wait(broker.epoll_fd, events, MAX_EPOLL_EVENTS, -1);
 
 		if (count < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("epoll_wait: %s", strerror(errno));
-			result = 1;
+			result = BROKER_STOP_FAILED;
 			break;
 		}
-		for (int i = 0; i < count && result == BROKER_CONTINUE; i++)
+		for (int i = 0; i < count && result == BROKER_RUNNING; i++)
 			result = handle_event(&broker, &events[i]);
 	}
 out:
@@ -834,5 +825,5 @@ out:
 		close(broker.pending_host_fd);
 	if (channel_fd >= 0)
 		close(channel_fd);
-	return result;
+	return result == BROKER_STOP_CLEAN ? 0 : 1;
 }

@@ -58,6 +58,17 @@ static void owe_rst(struct muxer *muxer, uint32_t local_port, uint32_t peer_port
 			"RST queue full; RST for port %" PRIu32 " dropped", peer_port);
 }
 
+/* Tell the broker to stop or resume accepting host clients, at once: host
+ * clients it accepts meanwhile are refused beyond twice the cap. A full
+ * channel leaves it owed; the loop sends it when the channel drains. */
+static void want_host_accept_paused(struct muxer *muxer, bool paused)
+{
+	muxer->host_accept_paused = paused;
+	if (muxer->host_accept_told != paused &&
+	    broker_send_host_accept_control(muxer->channel_fd, paused) == 0)
+		muxer->host_accept_told = paused;
+}
+
 /* epoll registration of the host socket (edge-triggered). */
 static int conn_watch_host(struct muxer *muxer, const struct conn *conn)
 {
@@ -130,7 +141,7 @@ static void handshake_started(struct muxer *muxer)
 				"%" PRIu32 " host clients are still sending their "
 				"CONNECT line (--max-host-handshakes); new ones wait "
 				"in the listen backlog", muxer->handshakes_in_progress);
-		muxer->host_accept_paused = true;
+		want_host_accept_paused(muxer, true);
 	}
 }
 
@@ -139,7 +150,7 @@ static void handshake_finished(struct muxer *muxer)
 	muxer->handshakes_in_progress--;
 	if (muxer->host_accept_paused &&
 	    muxer->handshakes_in_progress < muxer->options->max_host_handshakes / 2 + 1)
-		muxer->host_accept_paused = false;
+		want_host_accept_paused(muxer, false);
 }
 
 /* ------------------------------------------------------------------------

@@ -104,8 +104,9 @@ struct muxer {
 	struct rx_queue rx_work;         /* connections with RX work */
 	uint32_t connects_in_flight;     /* ConnectRequests unanswered */
 	uint32_t handshakes_in_progress; /* host clients reading CONNECT */
-	/* What the broker must hear; muxer_flush_broker_owed sends it (and
-	 * again after EAGAIN: the channel can be full for a moment). */
+	/* What the broker must hear. It is sent at once; when the channel is
+	 * full (EAGAIN) it stays owed and muxer_flush_broker_owed sends it
+	 * once the channel drains. */
 	bool host_accept_paused;         /* the broker should not accept */
 	bool host_accept_told;           /* ... and this is what it was told */
 	bool owe_vmm_detached;           /* the frontend left; not yet said */

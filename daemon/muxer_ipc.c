@@ -19,76 +19,46 @@
 #include "frontend.h"
 #include "muxer.h"
 #include "vsockmux/ipc.h"
+#include "vsockmux/ipc_routes.h"
 #include "vsockmux/log.h"
 
-enum fd_rule {
-	FD_FORBIDDEN,
-	FD_REQUIRED,
-	FD_IF_SUCCESS,   /* ConnectReply: an fd exactly when error == 0 */
-};
-
-typedef void ipc_handler(struct muxer *muxer, const IpcEnvelope *envelope, int fd);
-
-struct ipc_route {
-	int body_case;
-	enum fd_rule fd_rule;
-	ipc_handler *handler;
-};
-
-static void on_vmm_attach(struct muxer *muxer, const IpcEnvelope *envelope, int fd)
+static int on_vmm_attach(void *context, const IpcEnvelope *envelope, int fd)
 {
 	(void)envelope;
-	frontend_attach(muxer, fd);
+	frontend_attach(context, fd);
+	return 0;
 }
 
-static void on_host_stream(struct muxer *muxer, const IpcEnvelope *envelope, int fd)
+static int on_host_stream(void *context, const IpcEnvelope *envelope, int fd)
 {
 	(void)envelope;
-	conn_adopt_host_client(muxer, fd);
+	conn_adopt_host_client(context, fd);
+	return 0;
 }
 
-static void on_connect_reply(struct muxer *muxer, const IpcEnvelope *envelope, int fd)
+static int on_connect_reply(void *context, const IpcEnvelope *envelope, int fd)
 {
 	const Vsockmux__Ipc__ConnectReply *reply = envelope->connect_reply;
-	conn_on_broker_connect(muxer, reply->request_id, reply->error, fd);
+	conn_on_broker_connect(context, reply->request_id, reply->error, fd);
+	return 0;
 }
 
-static void on_stats_request(struct muxer *muxer, const IpcEnvelope *envelope, int fd)
+static int on_stats_request(void *context, const IpcEnvelope *envelope, int fd)
 {
 	(void)fd;
-	muxer_answer_stats(muxer, envelope->stats_request->request_id,
+	muxer_answer_stats(context, envelope->stats_request->request_id,
 			   envelope->stats_request->include_connections);
+	return 0;
 }
 
+/* Everything the broker may send the muxer. */
 static const struct ipc_route muxer_routes[] = {
-	{ VSOCKMUX__IPC__ENVELOPE__BODY_VMM_ATTACH, FD_REQUIRED, on_vmm_attach },
-	{ VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM, FD_REQUIRED, on_host_stream },
-	{ VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY, FD_IF_SUCCESS, on_connect_reply },
-	{ VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REQUEST, FD_FORBIDDEN, on_stats_request },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_VMM_ATTACH, IPC_FD_REQUIRED, on_vmm_attach },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_HOST_STREAM, IPC_FD_REQUIRED, on_host_stream },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_CONNECT_REPLY, IPC_FD_IF_SUCCESS, on_connect_reply },
+	{ VSOCKMUX__IPC__ENVELOPE__BODY_STATS_REQUEST, IPC_FD_FORBIDDEN, on_stats_request },
 };
-
-static const struct ipc_route *find_route(int body_case)
-{
-	for (size_t i = 0; i < sizeof(muxer_routes) / sizeof(muxer_routes[0]); i++) {
-		if (muxer_routes[i].body_case == body_case)
-			return &muxer_routes[i];
-	}
-	return NULL;
-}
-
-static bool fd_allowed(const struct ipc_route *route, const IpcEnvelope *envelope,
-		       int fd)
-{
-	switch (route->fd_rule) {
-	case FD_FORBIDDEN:
-		return fd < 0;
-	case FD_REQUIRED:
-		return fd >= 0;
-	case FD_IF_SUCCESS:
-		return (envelope->connect_reply->error == 0) == (fd >= 0);
-	}
-	return false;
-}
+#define MUXER_ROUTE_COUNT (sizeof(muxer_routes) / sizeof(muxer_routes[0]))
 
 static void stop_muxer(struct muxer *muxer, int exit_code)
 {
@@ -124,6 +94,8 @@ void muxer_handle_channel(struct muxer *muxer)
 	for (unsigned handled = 0; handled < 64 && muxer->running; handled++) {
 		IpcEnvelope *envelope = NULL;
 		const struct ipc_route *route;
+		enum ipc_route_status status;
+		int handler_result = 0;
 		int fd = -1;
 		int result = ipc_receive(muxer->channel_fd, &envelope, &fd);
 
@@ -138,24 +110,25 @@ void muxer_handle_channel(struct muxer *muxer)
 			stop_muxer(muxer, 1);
 			return;
 		}
-		route = find_route(envelope->body_case);
-		if (route && fd == IPC_FD_LOST && route->fd_rule != FD_FORBIDDEN) {
+		route = ipc_route_find(muxer_routes, MUXER_ROUTE_COUNT, envelope->body_case);
+		if (route && fd == IPC_FD_LOST && route->fd_rule != IPC_FD_FORBIDDEN) {
 			fd_lost(muxer, envelope);
 			ipc_free(envelope);
 			continue;
 		}
-		if (!route || !fd_allowed(route, envelope, fd)) {
+		status = ipc_route_dispatch(muxer_routes, MUXER_ROUTE_COUNT, muxer,
+					    envelope, fd, &handler_result);
+		if (status != IPC_ROUTE_HANDLED) {
 			log_error("broker sent %s %s; stopping",
 				  ipc_body_name(envelope->body_case),
-				  route ? "with a wrong fd attachment"
-					: "which the muxer does not accept");
+				  status == IPC_ROUTE_WRONG_FD ? "with a wrong fd attachment"
+							       : "which the muxer does not accept");
 			if (fd >= 0)
 				close(fd);
 			ipc_free(envelope);
 			stop_muxer(muxer, 1);
 			return;
 		}
-		route->handler(muxer, envelope, fd);
 		ipc_free(envelope);
 	}
 }
