@@ -207,7 +207,7 @@ int muxer_run(const struct vsockmuxd_options *options, int channel_fd,
 			guest_tx_process(muxer);
 		if (muxer->rx_backlog || !rx_queue_empty(&muxer->rx_work) || muxer->rsts.count > 0)
 			guest_rx_process(muxer);
-		if (muxer->owe_vmm_detached ||
+		if (muxer->owe_vmm_detached || muxer->channel_out_armed ||
 		    muxer->host_accept_told != muxer->host_accept_paused)
 			muxer_flush_broker_owed(muxer);
 	}
