@@ -96,10 +96,11 @@ struct broker {
 		int fd;
 	} queued_replies[MAX_QUEUED_REPLIES];
 	unsigned queued_head, queued_count;
+
+	struct log_ratelimit accept_log;  /* accept4 failures */
+	struct log_ratelimit send_log;    /* hand-overs the muxer did not get */
 };
 
-static struct log_ratelimit accept_ratelimit;
-static struct log_ratelimit send_ratelimit;
 
 /* ---- epoll helpers ---------------------------------------------------- */
 
@@ -166,7 +167,7 @@ static bool send_to_muxer(struct broker *broker, IpcEnvelope *envelope, int fd)
 	int error = ipc_send(broker->channel_fd, envelope, fd);
 
 	if (error < 0)
-		log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+		log_ratelimited(&broker->send_log, LOG_LEVEL_WARN,
 				"cannot send %s to the muxer: %s; dropping it",
 				ipc_body_name(envelope->body_case),
 				strerror(-error));
@@ -260,7 +261,7 @@ static enum broker_step handle_accept_error(struct broker *broker, const char *w
 
 	if (error == EAGAIN || error == EINTR || error == ECONNABORTED)
 		return BROKER_RUNNING;
-	log_ratelimited(&accept_ratelimit, LOG_LEVEL_WARN,
+	log_ratelimited(&broker->accept_log, LOG_LEVEL_WARN,
 			"accept on %s: %s; pausing accepts", what,
 			strerror(error));
 	if (timerfd_settime(broker->resume_timer_fd, 0, &pause, NULL) < 0) {
@@ -337,7 +338,7 @@ static bool flush_pending_host(struct broker *broker)
 	if (result == -EAGAIN)
 		return false;
 	if (result < 0)
-		log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+		log_ratelimited(&broker->send_log, LOG_LEVEL_WARN,
 				"cannot hand a host client to the muxer: %s; closing it",
 				strerror(-result));
 	close(broker->pending_host_fd);
@@ -356,7 +357,7 @@ static void flush_queued_replies(struct broker *broker)
 		if (result == -EAGAIN)
 			break;
 		if (result < 0)
-			log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+			log_ratelimited(&broker->send_log, LOG_LEVEL_WARN,
 					"cannot send ConnectReply to the muxer: %s; dropping it",
 					strerror(-result));
 		if (queued->fd >= 0)
@@ -380,7 +381,7 @@ static void reply_to_connect(struct broker *broker, uint32_t request_id,
 		result = send_connect_reply(broker, request_id, error, fd);
 	if (result == 0 || (result != -EAGAIN)) {
 		if (result < 0)
-			log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+			log_ratelimited(&broker->send_log, LOG_LEVEL_WARN,
 					"cannot send ConnectReply to the muxer: %s; dropping it",
 					strerror(-result));
 		if (fd >= 0)
@@ -388,7 +389,7 @@ static void reply_to_connect(struct broker *broker, uint32_t request_id,
 		return;
 	}
 	if (broker->queued_count == MAX_QUEUED_REPLIES) {
-		log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+		log_ratelimited(&broker->send_log, LOG_LEVEL_WARN,
 				"%d ConnectReplies already queued for the muxer; dropping one",
 				MAX_QUEUED_REPLIES);
 		if (fd >= 0)
@@ -448,7 +449,7 @@ static enum broker_step handle_host_listener(struct broker *broker)
 			break;
 		}
 		if (sent < 0)
-			log_ratelimited(&send_ratelimit, LOG_LEVEL_WARN,
+			log_ratelimited(&broker->send_log, LOG_LEVEL_WARN,
 					"cannot hand a host client to the muxer: %s; "
 					"closing it", strerror(-sent));
 		close(fd);
