@@ -9,7 +9,8 @@
  * what goes out: the owed control packets in protocol order, else host
  * data as far as the guest's credit allows, and EOF becoming SHUTDOWN.
  * Every header it sends carries our credit (buf_alloc, fwd_cnt), and
- * conn_update_close_and_credit decides when an unsolicited CREDIT_UPDATE is due.
+ * conn_update_close_and_credit decides when an unsolicited CREDIT_UPDATE
+ * is due.
  * RSTs for connections that are already gone go through the RST queue
  * (rst_queue.c).
  *
@@ -59,14 +60,11 @@ static void owe_rst(struct muxer *muxer, uint32_t local_port, uint32_t peer_port
 }
 
 /* Tell the broker to stop or resume accepting host clients, at once: host
- * clients it accepts meanwhile are refused beyond twice the cap. A full
- * channel leaves it owed; the loop sends it when the channel drains. */
+ * clients it accepts meanwhile are refused beyond twice the cap. */
 static void want_host_accept_paused(struct muxer *muxer, bool paused)
 {
 	muxer->host_accept_paused = paused;
-	if (muxer->host_accept_told != paused &&
-	    broker_send_host_accept_control(muxer->channel_fd, paused) == 0)
-		muxer->host_accept_told = paused;
+	broker_send_owed(muxer);
 }
 
 /* epoll registration of the host socket (edge-triggered). */
@@ -257,7 +255,8 @@ void conn_update_close_and_credit(struct muxer *muxer, struct conn *conn)
 credit:
 	if (!conn->guest_shut_send &&
 	    (conn_credit_update_due(conn, conn->window) ||
-	     (conn->written_to_host == conn->received_from_guest && conn_window_can_grow(muxer, conn))))
+	     (conn->written_to_host == conn->received_from_guest &&
+	      conn_window_can_grow(muxer, conn))))
 		queue_pending(muxer, conn, CONN_PENDING_CREDIT_UPDATE);
 }
 
@@ -299,7 +298,7 @@ static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
 			return false;
 		}
 		rx_buffers_header(muxer, &header, conn->local_port, conn->peer_port,
-			    order[i].op);
+				  order[i].op);
 		header.flags = order[i].flags;
 		conn_stamp_header(muxer, conn, &header);
 		rx_buffers_publish(muxer, slot, &header);
@@ -372,8 +371,8 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 			struct vsock_header header;
 			uint32_t length = remaining < limits[used] ? (uint32_t)remaining
 								   : limits[used];
-			rx_buffers_header(muxer, &header, conn->local_port, conn->peer_port,
-				    VSOCK_OP_RW);
+			rx_buffers_header(muxer, &header, conn->local_port,
+					  conn->peer_port, VSOCK_OP_RW);
 			header.len = length;
 			conn_stamp_header(muxer, conn, &header);
 			rx_buffers_publish(muxer, slots[used], &header);
@@ -460,8 +459,8 @@ static int deliver_to_host(struct muxer *muxer, struct conn *conn,
 	conn->counters.bytes_to_host += written;
 	muxer->stats.bytes_to_host += written;
 	if (written < length) {
-		int result = tx_ring_append_iov(&conn->to_host_ring, payload, payload_count,
-					    written, length - written);
+		int result = tx_ring_append_iov(&conn->to_host_ring, payload,
+						payload_count, written, length - written);
 		if (result < 0) {
 			log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
 					"conn local %" PRIu32 " peer %" PRIu32

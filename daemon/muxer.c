@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "broker_send.h"
 #include "events.h"
 #include "frontend.h"
 #include "guest_rx.h"
@@ -209,7 +210,7 @@ int muxer_run(const struct vsockmuxd_options *options, int channel_fd,
 			guest_rx_process(muxer);
 		if (muxer->owe_vmm_detached || muxer->channel_out_armed ||
 		    muxer->host_accept_told != muxer->host_accept_paused)
-			muxer_flush_broker_owed(muxer);
+			broker_send_owed(muxer);
 	}
 	exit_code = muxer->exit_code;
 	muxer_destroy(muxer);

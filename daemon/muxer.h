@@ -104,9 +104,9 @@ struct muxer {
 	struct rx_queue rx_work;         /* connections with RX work */
 	uint32_t connects_in_flight;     /* ConnectRequests unanswered */
 	uint32_t handshakes_in_progress; /* host clients reading CONNECT */
-	/* What the broker must hear. It is sent at once; when the channel is
-	 * full (EAGAIN) it stays owed and muxer_flush_broker_owed sends it
-	 * once the channel drains. */
+	/* What the broker must hear. broker_send_owed sends it at once; when
+	 * the channel is full (EAGAIN) it stays owed until the channel
+	 * drains. */
 	bool host_accept_paused;         /* the broker should not accept */
 	bool host_accept_told;           /* ... and this is what it was told */
 	bool owe_vmm_detached;           /* the frontend left; not yet said */
@@ -158,9 +158,6 @@ void muxer_destroy(struct muxer *muxer);
 
 /* IPC with the broker (muxer_ipc.c). */
 void muxer_handle_channel(struct muxer *muxer);
-/* Send what the broker is owed (see struct muxer); on a full channel
- * wait for it to drain (EPOLLOUT), on any other error stop the muxer. */
-void muxer_flush_broker_owed(struct muxer *muxer);
 /* Answer a StatsRequest with the counters (muxer_stats.c). */
 void muxer_answer_stats(struct muxer *muxer, uint32_t request_id,
 			bool include_connections);

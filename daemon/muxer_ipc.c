@@ -9,13 +9,10 @@
  * nonsense something is badly wrong).
  */
 #include <errno.h>
-#include <sys/epoll.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "broker_send.h"
 #include "conn.h"
-#include "events.h"
 #include "frontend.h"
 #include "muxer.h"
 #include "vsockmux/ipc.h"
@@ -131,44 +128,4 @@ void muxer_handle_channel(struct muxer *muxer)
 		}
 		ipc_free(envelope);
 	}
-}
-
-/* -EAGAIN: wait for the channel to drain; other errors stop the muxer. */
-static bool sent_or_waiting(struct muxer *muxer, int result, const char *what)
-{
-	if (result == 0)
-		return true;
-	if (result != -EAGAIN) {
-		log_error("cannot tell the broker %s: %s; exiting", what, strerror(-result));
-		stop_muxer(muxer, 1);
-		return false;
-	}
-	if (!muxer->channel_out_armed &&
-	    events_modify(muxer->epoll_fd, muxer->channel_fd, EPOLLIN | EPOLLOUT,
-			  event_tag_encode(EVENT_CHANNEL, 0, 0)) == 0)
-		muxer->channel_out_armed = true;
-	return false;
-}
-
-void muxer_flush_broker_owed(struct muxer *muxer)
-{
-	if (muxer->owe_vmm_detached) {
-		/* without it the broker never accepts another frontend */
-		if (!sent_or_waiting(muxer, broker_send_vmm_detached(muxer->channel_fd),
-				     "that the frontend left"))
-			return;
-		muxer->owe_vmm_detached = false;
-	}
-	if (muxer->host_accept_told != muxer->host_accept_paused) {
-		bool paused = muxer->host_accept_paused;
-		if (!sent_or_waiting(muxer, broker_send_host_accept_control(muxer->channel_fd,
-									    paused),
-				     paused ? "to pause accepting" : "to resume accepting"))
-			return;
-		muxer->host_accept_told = paused;
-	}
-	if (muxer->channel_out_armed &&
-	    events_modify(muxer->epoll_fd, muxer->channel_fd, EPOLLIN,
-			  event_tag_encode(EVENT_CHANNEL, 0, 0)) == 0)
-		muxer->channel_out_armed = false;
 }

@@ -459,7 +459,7 @@ static void test_broker_owed_survives_full_channel(void **state)
 	assert_true(filler > 0);
 	muxer->owe_vmm_detached = true;
 	muxer->host_accept_paused = true;     /* as the handshake cap does */
-	muxer_flush_broker_owed(muxer);
+	broker_send_owed(muxer);
 	assert_true(muxer->running);
 	assert_true(muxer->owe_vmm_detached);
 	assert_false(muxer->host_accept_told);
@@ -470,7 +470,7 @@ static void test_broker_owed_survives_full_channel(void **state)
 		ipc_free(envelope);
 		envelope = NULL;
 	}
-	muxer_flush_broker_owed(muxer);
+	broker_send_owed(muxer);
 	assert_false(muxer->owe_vmm_detached);
 	assert_true(muxer->host_accept_told);
 	assert_false(muxer->channel_out_armed);
