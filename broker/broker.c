@@ -33,7 +33,9 @@
 
 #include "vsockmux/ipc.h"
 #include "vsockmux/ipc_routes.h"
+#include "vsockmux/limits.h"
 #include "vsockmux/log.h"
+#include "vsockmux/tag.h"
 
 /* What each handler tells the loop. BROKER_RUNNING is 0, so a route
  * handler's "go on" (vsockmux/ipc_routes.h) is the same value. */
@@ -50,11 +52,10 @@ enum broker_step {
 /* Out of fds or memory in accept4: stop accepting for this long. */
 #define ACCEPT_PAUSE_NS 100000000L
 /* ConnectReplies waiting for room in the channel. The muxer keeps at most
- * CONN_MAX_CONNECTS_IN_FLIGHT (256) requests open and the channel itself
- * buffers more than that, so this never fills
- * unless the muxer misbehaves; then replies are dropped (the muxer's own
- * timeout frees the slot). */
-#define MAX_QUEUED_REPLIES 256
+ * VSOCKMUX_MAX_CONNECTS_IN_FLIGHT requests open and the channel itself
+ * buffers more than that, so this never fills unless the muxer misbehaves;
+ * then replies are dropped (the muxer's own timeout frees the slot). */
+#define MAX_QUEUED_REPLIES VSOCKMUX_MAX_CONNECTS_IN_FLIGHT
 
 /* What an epoll event is about (epoll_event.data.u32). */
 enum broker_source {
@@ -107,7 +108,7 @@ struct broker {
 static int epoll_add(int epoll_fd, int fd, enum broker_source source)
 {
 	struct epoll_event event = { .events = EPOLLIN,
-				     .data.u64 = broker_tag(source, 0, 0) };
+				     .data.u64 = tag_encode(source, 0, 0) };
 
 	return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
 }
@@ -291,7 +292,7 @@ static void set_channel_writable_interest(struct broker *broker, bool wanted)
 {
 	struct epoll_event event = {
 		.events = EPOLLIN | (wanted ? EPOLLOUT : 0),
-		.data.u64 = broker_tag(SOURCE_CHANNEL, 0, 0),
+		.data.u64 = tag_encode(SOURCE_CHANNEL, 0, 0),
 	};
 	if (broker->channel_writable_wanted == wanted)
 		return;
@@ -669,15 +670,15 @@ static enum broker_step handle_channel(struct broker *broker, uint32_t events)
 
 static enum broker_step handle_event(struct broker *broker, const struct epoll_event *event)
 {
-	uint32_t source = broker_tag_source(event->data.u64);
+	struct tag tag = tag_decode(event->data.u64);
 
-	switch (source) {
+	switch (tag.kind) {
 	case CONTROL_SOURCE_LISTENER:
 		control_handle_listener(&broker->control);
 		return BROKER_RUNNING;
 	case CONTROL_SOURCE_CLIENT:
-		control_handle_client(&broker->control, broker_tag_slot(event->data.u64),
-				      broker_tag_generation(event->data.u64), event->events);
+		control_handle_client(&broker->control, tag.slot, tag.generation,
+				      event->events);
 		return BROKER_RUNNING;
 	case CONTROL_SOURCE_TIMER:
 		control_handle_timer(&broker->control);
@@ -695,7 +696,7 @@ static enum broker_step handle_event(struct broker *broker, const struct epoll_e
 	case SOURCE_END_TIMER:
 		return handle_end_timer(broker);
 	default:
-		log_error("epoll: unknown source %" PRIu32, source);
+		log_error("epoll: unknown source %" PRIu32, tag.kind);
 		return BROKER_STOP_FAILED;
 	}
 }

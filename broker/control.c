@@ -77,7 +77,7 @@ static void respond(struct control_server *server, uint32_t slot,
 	struct control_client *client = &server->clients[slot];
 	struct epoll_event event = {
 		.events = EPOLLOUT,
-		.data.u64 = broker_tag(CONTROL_SOURCE_CLIENT, slot, client->generation),
+		.data.u64 = tag_encode(CONTROL_SOURCE_CLIENT, client->generation, slot),
 	};
 	size_t length;
 
@@ -114,11 +114,11 @@ int control_server_init(struct control_server *server, int listen_fd,
 {
 	struct epoll_event listener = {
 		.events = EPOLLIN,
-		.data.u64 = broker_tag(CONTROL_SOURCE_LISTENER, 0, 0),
+		.data.u64 = tag_encode(CONTROL_SOURCE_LISTENER, 0, 0),
 	};
 	struct epoll_event timer = {
 		.events = EPOLLIN,
-		.data.u64 = broker_tag(CONTROL_SOURCE_TIMER, 0, 0),
+		.data.u64 = tag_encode(CONTROL_SOURCE_TIMER, 0, 0),
 	};
 
 	memset(server, 0, sizeof(*server));
@@ -249,11 +249,11 @@ void control_handle_listener(struct control_server *server)
 			continue;
 		}
 		client->fd = fd;
-		client->generation = (client->generation + 1) & 0xffffffu;
+		client->generation = (client->generation + 1) & TAG_GENERATION_MASK;
 		client->state = CONTROL_CLIENT_READING;
 		client->request_length = 0;
 		client->deadline_ns = monotonic_ns() + CONTROL_TIMEOUT_NS;
-		event.data.u64 = broker_tag(CONTROL_SOURCE_CLIENT, slot, client->generation);
+		event.data.u64 = tag_encode(CONTROL_SOURCE_CLIENT, client->generation, slot);
 		if (epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0) {
 			close_client(server, client);
 			continue;
@@ -368,8 +368,8 @@ void control_handle_client(struct control_server *server, uint32_t slot,
 		else
 			epoll_ctl(server->epoll_fd, EPOLL_CTL_MOD, client->fd,
 				  &(struct epoll_event){ .events = 0,
-					.data.u64 = broker_tag(CONTROL_SOURCE_CLIENT, slot,
-							       client->generation) });
+					.data.u64 = tag_encode(CONTROL_SOURCE_CLIENT,
+							       client->generation, slot) });
 		break;
 	default:
 		break;

@@ -24,6 +24,7 @@
 #include "ipc.pb-c.h"
 #include "vsockmux/control_wire.h"
 #include "vsockmux/log.h"
+#include "vsockmux/tag.h"
 
 #define CONTROL_MAX_CLIENTS 32u
 #define CONTROL_TIMEOUT_NS (5ull * 1000000000ull)
@@ -59,34 +60,12 @@ struct control_server {
 	uint64_t bad_requests, timeouts, evicted, busy;
 };
 
-/* epoll sources the broker routes here (tags: broker_tag below). */
+/* epoll sources the broker routes here (the tag kind, vsockmux/tag.h;
+ * a control client's tag carries its slot and generation). */
 #define CONTROL_SOURCE_LISTENER 100u
 #define CONTROL_SOURCE_CLIENT 101u
 #define CONTROL_SOURCE_TIMER 102u
 
-/* The broker's epoll tags: the source in bits 0-7; for a control client
- * its slot in bits 32-63 and the slot's generation in bits 8-31, so that
- * an event left over from a slot's previous client is recognised. */
-static inline uint64_t broker_tag(uint32_t source, uint32_t slot, uint32_t generation)
-{
-	return (uint64_t)(source & 0xffu) | ((uint64_t)(generation & 0xffffffu) << 8) |
-	       ((uint64_t)slot << 32);
-}
-
-static inline uint32_t broker_tag_source(uint64_t tag)
-{
-	return (uint32_t)tag & 0xffu;
-}
-
-static inline uint32_t broker_tag_slot(uint64_t tag)
-{
-	return (uint32_t)(tag >> 32);
-}
-
-static inline uint32_t broker_tag_generation(uint64_t tag)
-{
-	return (uint32_t)(tag >> 8) & 0xffffffu;
-}
 
 /* Register the listener and create the timer. Returns 0 or -1 (logged). */
 int control_server_init(struct control_server *server, int listen_fd,

@@ -16,7 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_CONNECTIONS_LIMIT (1u << 20)   /* slot ids are 20 bits */
+#include "vsockmux/limits.h"
+
 #define TX_BUFFER_MIN 4096u
 #define TX_BUFFER_MAX (64u * 1024u * 1024u)
 #define TX_BUDGET_MIN (64u * 1024u)
@@ -94,7 +95,7 @@ static void print_help(void)
 	       "  --help, --version\n",
 	       OPTIONS_DEFAULT_TX_BUFFER_SIZE, TX_BUFFER_MIN, TX_BUFFER_MAX,
 	       OPTIONS_DEFAULT_QUEUE_SIZE, OPTIONS_DEFAULT_MAX_CONNECTIONS,
-	       MAX_CONNECTIONS_LIMIT, OPTIONS_DEFAULT_MAX_HOST_HANDSHAKES,
+	       VSOCKMUX_MAX_CONNECTIONS, OPTIONS_DEFAULT_MAX_HOST_HANDSHAKES,
 	       (unsigned long long)OPTIONS_DEFAULT_TX_BUFFER_BUDGET);
 }
 
@@ -189,12 +190,12 @@ enum options_result options_parse(int argc, char **argv,
 			options->queue_size = (uint16_t)value;
 			break;
 		case OPTION_MAX_CONNECTIONS:
-			if (parse_number(optarg, 1, MAX_CONNECTIONS_LIMIT, &value) < 0)
+			if (parse_number(optarg, 1, VSOCKMUX_MAX_CONNECTIONS, &value) < 0)
 				return usage_error("invalid --max-connections '%s': expected 1 .. 1048576", optarg);
 			options->max_connections = (uint32_t)value;
 			break;
 		case OPTION_MAX_HOST_HANDSHAKES:
-			if (parse_number(optarg, 1, MAX_CONNECTIONS_LIMIT, &value) < 0)
+			if (parse_number(optarg, 1, VSOCKMUX_MAX_CONNECTIONS, &value) < 0)
 				return usage_error("invalid --max-host-handshakes '%s': expected 1 .. 1048576", optarg);
 			options->max_host_handshakes = (uint32_t)value;
 			break;

@@ -64,7 +64,7 @@ static bool sent_or_waiting(struct muxer *muxer, int result, const char *what)
 	}
 	if (!muxer->channel_out_armed &&
 	    events_modify(muxer->epoll_fd, muxer->channel_fd, EPOLLIN | EPOLLOUT,
-			  event_tag_encode(EVENT_CHANNEL, 0, 0)) == 0)
+			  tag_encode(EVENT_CHANNEL, 0, 0)) == 0)
 		muxer->channel_out_armed = true;
 	return false;
 }
@@ -88,6 +88,6 @@ void broker_send_owed(struct muxer *muxer)
 	}
 	if (muxer->channel_out_armed &&
 	    events_modify(muxer->epoll_fd, muxer->channel_fd, EPOLLIN,
-			  event_tag_encode(EVENT_CHANNEL, 0, 0)) == 0)
+			  tag_encode(EVENT_CHANNEL, 0, 0)) == 0)
 		muxer->channel_out_armed = false;
 }

@@ -1,9 +1,11 @@
 /*
  * conn.c - the vsock connection state machine.
  *
- * Each guest op has its own small handler (the table at the bottom of the
- * guest section), each host event its own function, so every transition
- * is visible here, in both directions. Towards the guest a connection
+ * A guest packet goes first to its connection's state (one small function
+ * per state, guest_packet_by_state, with a switch on the op inside), each
+ * host event to its own function, so every transition is visible here, in
+ * both directions. A step that may end the connection returns its fate
+ * (CONN_KEPT / CONN_GONE), so no caller looks a connection up again. Towards the guest a connection
  * records what it owes (`pending` bits, readable host data) and joins the
  * RX work queue; when its turn comes (guest_rx.c) conn_rx_turn decides
  * what goes out: the owed control packets in protocol order, else host
@@ -36,6 +38,14 @@
 #include "muxer.h"
 #include "vsockmux/iov.h"
 #include "vsockmux/log.h"
+#include "vsockmux/tag.h"
+
+/* What a step left of the connection it was given: callers stop touching
+ * a connection that is gone instead of looking it up again. */
+enum conn_fate {
+	CONN_KEPT,
+	CONN_GONE,
+};
 
 static const char *initiator_name(const struct conn *conn)
 {
@@ -89,7 +99,9 @@ static void conn_set_writable_interest(struct muxer *muxer, struct conn *conn,
  * credit windows: how much guest->host data a connection may hold
  */
 
-uint32_t conn_grant_window(struct muxer *muxer, struct conn *conn)
+/* The buf_alloc to put in a header for conn now: its window, grown
+ * towards --tx-buffer-size as far as the budget allows. */
+static uint32_t conn_grant_window(struct muxer *muxer, struct conn *conn)
 {
 	uint64_t target = muxer->options->tx_buffer_size;
 	uint64_t budget = muxer->options->tx_buffer_budget;
@@ -206,17 +218,25 @@ void conn_reset(struct muxer *muxer, struct conn *conn, const char *reason)
 	conn_destroy(muxer, conn, reason);
 }
 
-bool conn_wants_host_read(const struct muxer *muxer, const struct conn *conn)
+static enum conn_fate end_with_rst(struct muxer *muxer, struct conn *conn,
+				   const char *reason)
 {
-	(void)muxer;
+	conn_reset(muxer, conn, reason);
+	return CONN_GONE;
+}
+
+/* Does conn want to read host data into guest buffers right now? */
+static bool conn_wants_host_read(const struct conn *conn)
+{
 	return conn->state == CONN_ESTABLISHED && conn->host_readable &&
 	       !conn->host_eof && !conn->guest_shut_rcv && conn->host_fd >= 0;
 }
 
-void conn_schedule_rx(struct muxer *muxer, struct conn *conn)
+/* Put conn on the RX work queue if it has something to send. */
+static void conn_schedule_rx(struct muxer *muxer, struct conn *conn)
 {
 	bool has_work = conn->pending != 0 ||
-			(conn_wants_host_read(muxer, conn) && conn_guest_credit(conn) > 0);
+			(conn_wants_host_read(conn) && conn_guest_credit(conn) > 0);
 	if (has_work)
 		rx_queue_push_back(&muxer->rx_work, &conn->rx_work);
 }
@@ -229,13 +249,16 @@ static void queue_pending(struct muxer *muxer, struct conn *conn,
 }
 
 /*
- * Called after bytes reached the host, the ring drained, or a shutdown bit
- * changed: carry out whatever closing step has become possible.
+ * After bytes reached the host, the ring drained or a shutdown bit
+ * changed: take whatever closing step has become possible (pass the
+ * guest's EOF on, free the connection), and queue a CREDIT_UPDATE when the
+ * guest's view of our free space lags (the Linux guest never asks for one).
  */
-void conn_update_close_and_credit(struct muxer *muxer, struct conn *conn)
+static enum conn_fate conn_update_close_and_credit(struct muxer *muxer,
+						   struct conn *conn)
 {
 	if (conn->state != CONN_ESTABLISHED)
-		return;
+		return CONN_KEPT;
 	if (tx_ring_used(&conn->to_host_ring) > 0)
 		goto credit;
 	if (conn->guest_shut_send && !conn->host_write_shut) {
@@ -243,21 +266,18 @@ void conn_update_close_and_credit(struct muxer *muxer, struct conn *conn)
 		shutdown(conn->host_fd, SHUT_WR);
 		conn->host_write_shut = true;
 	}
-	if (conn->guest_shut_send && conn->guest_shut_rcv) {
-		conn_reset(muxer, conn, "guest closed");
-		return;
-	}
+	if (conn->guest_shut_send && conn->guest_shut_rcv)
+		return end_with_rst(muxer, conn, "guest closed");
 	if (conn->guest_shut_send && conn->host_eof &&
-	    !(conn->pending & CONN_PENDING_SHUTDOWN)) {
-		conn_reset(muxer, conn, "both directions closed");
-		return;
-	}
+	    !(conn->pending & CONN_PENDING_SHUTDOWN))
+		return end_with_rst(muxer, conn, "both directions closed");
 credit:
 	if (!conn->guest_shut_send &&
 	    (conn_credit_update_due(conn, conn->window) ||
 	     (conn->written_to_host == conn->received_from_guest &&
 	      conn_window_can_grow(muxer, conn))))
 		queue_pending(muxer, conn, CONN_PENDING_CREDIT_UPDATE);
+	return CONN_KEPT;
 }
 
 /* ------------------------------------------------------------------------
@@ -273,8 +293,15 @@ static void conn_stamp_header(struct muxer *muxer, struct conn *conn,
 	conn->pending &= ~(uint32_t)CONN_PENDING_CREDIT_UPDATE;
 }
 
+/* What one step towards the guest came to. */
+enum rx_step {
+	RX_STEP_DONE,          /* made progress, or nothing more to do now */
+	RX_STEP_NO_BUFFERS,    /* the guest must post RX buffers first */
+	RX_STEP_GONE,          /* the connection ended on the way */
+};
+
 /* The next control packet conn owes, in protocol order. */
-static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
+static enum rx_step rx_send_pending(struct muxer *muxer, struct conn *conn)
 {
 	static const struct {
 		enum conn_pending bit;
@@ -295,7 +322,7 @@ static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
 		slot = rx_buffers_take(muxer);
 		if (slot < 0) {
 			muxer->stats.waits_for_rx_buffers++;
-			return false;
+			return RX_STEP_NO_BUFFERS;
 		}
 		rx_buffers_header(muxer, &header, conn->local_port, conn->peer_port,
 				  order[i].op);
@@ -304,21 +331,17 @@ static bool rx_send_pending(struct muxer *muxer, struct conn *conn)
 		rx_buffers_publish(muxer, slot, &header);
 		conn->pending &= ~(uint32_t)order[i].bit;
 		conn->counters.packets_to_guest++;
-		if (order[i].bit == CONN_PENDING_SHUTDOWN)
-			conn_update_close_and_credit(muxer, conn);
-		return true;
+		if (order[i].bit == CONN_PENDING_SHUTDOWN &&
+		    conn_update_close_and_credit(muxer, conn) == CONN_GONE)
+			return RX_STEP_GONE;
+		return RX_STEP_DONE;
 	}
-	return true;
+	return RX_STEP_DONE;
 }
-
-enum rx_fill_result {
-	RX_FILL_DONE,          /* made progress or nothing more to read */
-	RX_FILL_NO_BUFFERS,    /* the guest must post RX buffers first */
-};
 
 /* One readv from the host socket into as many guest buffers as credit
  * allows. */
-static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *conn)
+static enum rx_step rx_fill_from_host(struct muxer *muxer, struct conn *conn)
 {
 	int slots[MUXER_RX_BATCH];
 	uint32_t limits[MUXER_RX_BATCH];
@@ -330,7 +353,7 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 
 	if (credit == 0) {
 		muxer->stats.waits_for_credit++;
-		return RX_FILL_DONE;
+		return RX_STEP_DONE;
 	}
 	while (buffer_count < MUXER_RX_BATCH && wanted < credit) {
 		int slot = rx_buffers_take(muxer);
@@ -359,7 +382,7 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 	}
 	if (buffer_count == 0) {
 		muxer->stats.waits_for_rx_buffers++;
-		return RX_FILL_NO_BUFFERS;
+		return RX_STEP_NO_BUFFERS;
 	}
 	got = readv(conn->host_fd, read_iov, (int)iov_count);
 	if (got < 0 && errno == EINTR)
@@ -401,27 +424,30 @@ static enum rx_fill_result rx_fill_from_host(struct muxer *muxer, struct conn *c
 				": host socket read failed: %s",
 				conn->local_port, conn->peer_port, strerror(error));
 		conn_reset(muxer, conn, "host socket error");
-		return RX_FILL_DONE;
+		return RX_STEP_GONE;
 	}
 	for (; used < buffer_count; used++)
 		rx_buffers_keep_spare(muxer, slots[used], false);
-	return RX_FILL_DONE;
+	return RX_STEP_DONE;
 }
 
 enum conn_rx_result conn_rx_turn(struct muxer *muxer, struct conn *conn)
 {
-	uint32_t generation = conn->generation;
+	enum rx_step step = RX_STEP_DONE;
 
-	if (conn->pending) {
-		if (!rx_send_pending(muxer, conn))
-			return CONN_RX_NO_BUFFERS;
-	} else if (conn_wants_host_read(muxer, conn)) {
-		if (rx_fill_from_host(muxer, conn) == RX_FILL_NO_BUFFERS)
-			return CONN_RX_NO_BUFFERS;
-	}
-	/* conn may have been reset meanwhile (then its slot is free) */
-	if (conn->state != CONN_FREE && conn->generation == generation)
+	if (conn->pending)
+		step = rx_send_pending(muxer, conn);
+	else if (conn_wants_host_read(conn))
+		step = rx_fill_from_host(muxer, conn);
+	switch (step) {
+	case RX_STEP_NO_BUFFERS:
+		return CONN_RX_NO_BUFFERS;
+	case RX_STEP_DONE:
 		conn_schedule_rx(muxer, conn);
+		break;
+	case RX_STEP_GONE:
+		break;
+	}
 	return CONN_RX_DONE;
 }
 
@@ -429,20 +455,20 @@ enum conn_rx_result conn_rx_turn(struct muxer *muxer, struct conn *conn)
  * guest -> host data
  */
 
-static int host_write_error(struct muxer *muxer, struct conn *conn, int error)
+static enum conn_fate host_write_error(struct muxer *muxer, struct conn *conn,
+				       int error)
 {
 	log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
 			"conn local %" PRIu32 " peer %" PRIu32
 			": host socket write failed: %s",
 			conn->local_port, conn->peer_port, strerror(error));
-	conn_reset(muxer, conn, "host socket error");
-	return -1;
+	return end_with_rst(muxer, conn, "host socket error");
 }
 
-/* Write (or buffer) one RW payload. Returns 0, or -1 if conn is gone. */
-static int deliver_to_host(struct muxer *muxer, struct conn *conn,
-			   const struct iovec *payload, size_t payload_count,
-			   uint32_t length)
+/* Write (or buffer) one RW payload. */
+static enum conn_fate deliver_to_host(struct muxer *muxer, struct conn *conn,
+				      const struct iovec *payload, size_t payload_count,
+				      uint32_t length)
 {
 	size_t written = 0;
 
@@ -467,31 +493,27 @@ static int deliver_to_host(struct muxer *muxer, struct conn *conn,
 					": cannot buffer %zu bytes: %s",
 					conn->local_port, conn->peer_port,
 					(size_t)length - written, strerror(-result));
-			conn_reset(muxer, conn, "TX buffer failure");
-			return -1;
+			return end_with_rst(muxer, conn, "TX buffer failure");
 		}
 		if (!conn->epollout_armed)
 			conn_set_writable_interest(muxer, conn, true);
 	}
-	return 0;
+	return CONN_KEPT;
 }
 
 /* Host socket writable: flush the ring. */
-static void flush_ring(struct muxer *muxer, struct conn *conn)
+static enum conn_fate flush_ring(struct muxer *muxer, struct conn *conn)
 {
 	while (tx_ring_used(&conn->to_host_ring) > 0) {
 		ssize_t flushed = tx_ring_flush(&conn->to_host_ring, conn->host_fd);
 		if (flushed == -EAGAIN || flushed == -EWOULDBLOCK) {
 			/* partial progress frees guest credit too */
-			conn_update_close_and_credit(muxer, conn);
-			return;
+			return conn_update_close_and_credit(muxer, conn);
 		}
 		if (flushed == -EINTR)
 			continue;
-		if (flushed < 0) {
-			host_write_error(muxer, conn, (int)-flushed);
-			return;
-		}
+		if (flushed < 0)
+			return host_write_error(muxer, conn, (int)-flushed);
 		conn->written_to_host += (uint32_t)flushed;
 		conn->counters.bytes_to_host += (uint64_t)flushed;
 		muxer->stats.bytes_to_host += (uint64_t)flushed;
@@ -500,11 +522,11 @@ static void flush_ring(struct muxer *muxer, struct conn *conn)
 	if (conn->state == CONN_ESTABLISHED &&
 	    conn->deadline.armed && conn->guest_shut_rcv && conn->guest_shut_send)
 		deadline_cancel(&muxer->deadlines, &conn->deadline);
-	conn_update_close_and_credit(muxer, conn);
+	return conn_update_close_and_credit(muxer, conn);
 }
 
 /* ------------------------------------------------------------------------
- * guest ops: one handler each
+ * guest packets: by state first, then by op (one small function per state)
  */
 
 /* A packet for a connection we do not have: RST, as Linux does. */
@@ -513,10 +535,6 @@ static void reject_unknown(struct muxer *muxer, const struct vsock_header *heade
 	muxer->stats.dropped[DROP_NO_CONNECTION]++;
 	owe_rst(muxer, header->dst_port, header->src_port);
 }
-
-typedef void guest_op_handler(struct muxer *muxer, struct conn *conn,
-			      const struct vsock_header *header,
-			      const struct iovec *payload, size_t payload_count);
 
 static void refuse_guest_request(struct muxer *muxer,
 				 const struct vsock_header *header,
@@ -531,18 +549,12 @@ static void refuse_guest_request(struct muxer *muxer,
 	owe_rst(muxer, header->dst_port, header->src_port);
 }
 
-static void on_guest_request(struct muxer *muxer, struct conn *conn,
-			     const struct vsock_header *header,
-			     const struct iovec *payload, size_t payload_count)
+/* A guest REQUEST for a port pair we do not have: ask the broker. */
+static void open_guest_connection(struct muxer *muxer, const struct vsock_header *header)
 {
-	(void)payload;
-	(void)payload_count;
-	if (conn) {
-		/* the guest reused a live port pair: both ends are confused */
-		conn_reset(muxer, conn, "duplicate REQUEST");
-		return;
-	}
-	if (muxer->connects_in_flight >= CONN_MAX_CONNECTS_IN_FLIGHT) {
+	struct conn *conn;
+
+	if (muxer->connects_in_flight >= VSOCKMUX_MAX_CONNECTS_IN_FLIGHT) {
 		refuse_guest_request(muxer, header, REFUSED_LIMIT,
 				     "too many connects waiting for the broker");
 		return;
@@ -563,7 +575,7 @@ static void on_guest_request(struct muxer *muxer, struct conn *conn,
 	conn->counters.packets_from_guest = 1; /* this REQUEST */
 	conn->counters.opened_ns = conn->connect_started_ns;
 	conn->counters.last_activity_ns = conn->connect_started_ns;
-	conn->connect_request_id = (conn->generation << 20) | conn->slot;
+	conn->connect_request_id = request_id_encode(conn->generation, conn->slot);
 	tx_ring_init(&conn->to_host_ring, muxer->options->tx_buffer_size);
 	if (conn_table_insert(&muxer->table, conn) < 0 ||
 	    broker_send_connect_request(muxer->channel_fd, conn->connect_request_id,
@@ -582,71 +594,75 @@ static void on_guest_request(struct muxer *muxer, struct conn *conn,
 	deadline_arm(&muxer->deadlines, &conn->deadline, CONN_DEADLINE_CONNECT);
 }
 
-static void on_guest_response(struct muxer *muxer, struct conn *conn,
-			      const struct vsock_header *header,
-			      const struct iovec *payload, size_t payload_count)
+/* No connection for the packet's port pair. */
+static void guest_packet_without_connection(struct muxer *muxer,
+					    const struct vsock_header *header)
+{
+	switch (header->op) {
+	case VSOCK_OP_REQUEST:
+		open_guest_connection(muxer, header);
+		break;
+	case VSOCK_OP_RST:
+		muxer->stats.rst_received++;
+		muxer->stats.dropped[DROP_RST_UNKNOWN]++;
+		break; /* never answer an RST */
+	default:
+		reject_unknown(muxer, header);
+		break;
+	}
+}
+
+/* An op the connection's state does not allow: both ends are confused. */
+static enum conn_fate reset_unexpected(struct muxer *muxer, struct conn *conn,
+				       uint16_t op)
+{
+	static const char *const reasons[] = {
+		[VSOCK_OP_REQUEST] = "duplicate REQUEST",
+		[VSOCK_OP_RESPONSE] = "unexpected RESPONSE",
+		[VSOCK_OP_SHUTDOWN] = "SHUTDOWN before established",
+		[VSOCK_OP_RW] = "RW before established",
+	};
+	const char *reason = op < sizeof(reasons) / sizeof(reasons[0]) ? reasons[op] : NULL;
+	return end_with_rst(muxer, conn, reason ? reason : "unexpected op");
+}
+
+/* The guest closed the connection: ports are freed, no RST goes back. */
+static enum conn_fate close_on_guest_rst(struct muxer *muxer, struct conn *conn)
+{
+	muxer->stats.rst_received++;
+	conn_table_remove(&muxer->table, conn);
+	conn_destroy(muxer, conn, "guest sent RST");
+	return CONN_GONE;
+}
+
+/* The guest accepted our REQUEST: tell the host client. */
+static enum conn_fate accept_guest_response(struct muxer *muxer, struct conn *conn)
 {
 	char reply[32];
 	int length;
-	(void)payload;
-	(void)payload_count;
+
 	/* a RESPONSE counts only once our REQUEST reached the guest */
-	if (!conn || conn->state != CONN_HOST_REQUESTED ||
-	    (conn->pending & CONN_PENDING_REQUEST)) {
-		if (conn)
-			conn_reset(muxer, conn, "unexpected RESPONSE");
-		else
-			reject_unknown(muxer, header);
-		return;
-	}
+	if (conn->pending & CONN_PENDING_REQUEST)
+		return reset_unexpected(muxer, conn, VSOCK_OP_RESPONSE);
 	deadline_cancel(&muxer->deadlines, &conn->deadline);
 	conn->state = CONN_ESTABLISHED;
 	length = snprintf(reply, sizeof(reply), "OK %" PRIu32 "\n", conn->local_port);
 	if (send(conn->host_fd, reply, (size_t)length, MSG_NOSIGNAL | MSG_DONTWAIT) !=
 	    length) {
 		muxer->stats.host_gone_before_ok++;
-		conn_reset(muxer, conn, "host client gone before OK");
-		return;
+		return end_with_rst(muxer, conn, "host client gone before OK");
 	}
 	conn_opened(muxer, conn);
 	/* Bytes the client sent after its CONNECT line are waiting unread,
 	 * and an edge-triggered epoll will not report them again. */
 	conn->host_readable = true;
 	conn_schedule_rx(muxer, conn);
+	return CONN_KEPT;
 }
 
-static void on_guest_rst(struct muxer *muxer, struct conn *conn,
-			 const struct vsock_header *header,
-			 const struct iovec *payload, size_t payload_count)
+static enum conn_fate on_guest_shutdown(struct muxer *muxer, struct conn *conn,
+					const struct vsock_header *header)
 {
-	(void)header;
-	(void)payload;
-	(void)payload_count;
-	muxer->stats.rst_received++;
-	if (!conn) {
-		muxer->stats.dropped[DROP_RST_UNKNOWN]++;
-		return; /* never answer an RST */
-	}
-	if (conn->state == CONN_HOST_REQUESTED)
-		muxer->stats.refused[REFUSED_GUEST_REFUSED]++;
-	/* ports are freed; no RST goes back */
-	conn_table_remove(&muxer->table, conn);
-	conn_destroy(muxer, conn, "guest sent RST");
-}
-
-static void on_guest_shutdown(struct muxer *muxer, struct conn *conn,
-			      const struct vsock_header *header,
-			      const struct iovec *payload, size_t payload_count)
-{
-	(void)payload;
-	(void)payload_count;
-	if (!conn || conn->state != CONN_ESTABLISHED) {
-		if (conn)
-			conn_reset(muxer, conn, "SHUTDOWN before established");
-		else
-			reject_unknown(muxer, header);
-		return;
-	}
 	if (header->flags & ~(uint32_t)(VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND)) {
 		/* undefined bits are ignored (as Linux does), but counted */
 		muxer->stats.dropped[DROP_BAD_SHUTDOWN_FLAGS]++;
@@ -663,26 +679,19 @@ static void on_guest_shutdown(struct muxer *muxer, struct conn *conn,
 	    tx_ring_used(&conn->to_host_ring) > 0)
 		deadline_arm(&muxer->deadlines, &conn->deadline,
 			     CONN_DEADLINE_SHUTDOWN);
-	conn_update_close_and_credit(muxer, conn);
+	return conn_update_close_and_credit(muxer, conn);
 }
 
-static void on_guest_rw(struct muxer *muxer, struct conn *conn,
-			const struct vsock_header *header,
-			const struct iovec *payload, size_t payload_count)
+/* Where a guest RW is checked against the connection: its direction is
+ * open and it stays within the credit we offered. */
+static enum conn_fate on_guest_rw(struct muxer *muxer, struct conn *conn,
+				  const struct vsock_header *header,
+				  const struct iovec *payload, size_t payload_count)
 {
-	if (!conn || conn->state != CONN_ESTABLISHED) {
-		if (conn)
-			conn_reset(muxer, conn, "RW before established");
-		else
-			reject_unknown(muxer, header);
-		return;
-	}
 	if (header->len == 0)
-		return;
-	if (conn->guest_shut_send) {
-		conn_reset(muxer, conn, "RW after guest SHUTDOWN(SEND)");
-		return;
-	}
+		return CONN_KEPT;
+	if (conn->guest_shut_send)
+		return end_with_rst(muxer, conn, "RW after guest SHUTDOWN(SEND)");
 	/* in flight = received but not yet written to the host */
 	if ((uint64_t)(conn->received_from_guest - conn->written_to_host) + header->len > conn->window) {
 		muxer->stats.dropped[DROP_CREDIT_VIOLATION]++;
@@ -690,63 +699,101 @@ static void on_guest_rw(struct muxer *muxer, struct conn *conn,
 				"conn local %" PRIu32 " peer %" PRIu32
 				": guest sent %" PRIu32 " bytes beyond its credit",
 				conn->local_port, conn->peer_port, header->len);
-		conn_reset(muxer, conn, "guest exceeded credit");
-		return;
+		return end_with_rst(muxer, conn, "guest exceeded credit");
 	}
 	conn->received_from_guest += header->len;
-	if (deliver_to_host(muxer, conn, payload, payload_count, header->len) < 0)
-		return;
-	conn_update_close_and_credit(muxer, conn);
+	if (deliver_to_host(muxer, conn, payload, payload_count, header->len) == CONN_GONE)
+		return CONN_GONE;
+	return conn_update_close_and_credit(muxer, conn);
 }
 
-/* cppcheck-suppress constParameter ; signature fixed by the table */
-static void on_guest_credit_update(struct muxer *muxer, struct conn *conn,
-				   const struct vsock_header *header,
-				   const struct iovec *payload,
-				   size_t payload_count)
+/* Before both handshakes are done only credit may flow (its fields were
+ * taken from the header); any other op confuses the two ends. */
+static enum conn_fate not_yet_established(struct muxer *muxer, struct conn *conn,
+					  uint16_t op)
+{
+	if (op == VSOCK_OP_CREDIT_UPDATE || op == VSOCK_OP_CREDIT_REQUEST)
+		return CONN_KEPT;
+	return reset_unexpected(muxer, conn, op);
+}
+
+/* Our REQUEST is queued or out; only the guest's answer moves it on. */
+static enum conn_fate guest_packet_while_host_requested(struct muxer *muxer,
+							struct conn *conn,
+							const struct vsock_header *header,
+							const struct iovec *payload,
+							size_t payload_count)
 {
 	(void)payload;
 	(void)payload_count;
-	/* the credit fields were already taken from the header */
-	if (!conn)
-		reject_unknown(muxer, header);
+	switch (header->op) {
+	case VSOCK_OP_RESPONSE:
+		return accept_guest_response(muxer, conn);
+	case VSOCK_OP_RST:
+		muxer->stats.refused[REFUSED_GUEST_REFUSED]++;
+		return close_on_guest_rst(muxer, conn);
+	default:
+		return not_yet_established(muxer, conn, header->op);
+	}
 }
 
-static void on_guest_credit_request(struct muxer *muxer, struct conn *conn,
-				    const struct vsock_header *header,
-				    const struct iovec *payload,
-				    size_t payload_count)
+/* The guest's REQUEST waits for the broker's connect. */
+static enum conn_fate guest_packet_while_guest_connecting(struct muxer *muxer,
+							  struct conn *conn,
+							  const struct vsock_header *header,
+							  const struct iovec *payload,
+							  size_t payload_count)
 {
 	(void)payload;
 	(void)payload_count;
-	if (!conn)
-		reject_unknown(muxer, header);
-	else if (conn->state == CONN_ESTABLISHED)
+	if (header->op == VSOCK_OP_RST)
+		return close_on_guest_rst(muxer, conn);
+	return not_yet_established(muxer, conn, header->op);
+}
+
+static enum conn_fate guest_packet_while_established(struct muxer *muxer,
+						     struct conn *conn,
+						     const struct vsock_header *header,
+						     const struct iovec *payload,
+						     size_t payload_count)
+{
+	switch (header->op) {
+	case VSOCK_OP_RW:
+		return on_guest_rw(muxer, conn, header, payload, payload_count);
+	case VSOCK_OP_SHUTDOWN:
+		return on_guest_shutdown(muxer, conn, header);
+	case VSOCK_OP_CREDIT_UPDATE:
+		return CONN_KEPT; /* the credit fields were taken from the header */
+	case VSOCK_OP_CREDIT_REQUEST:
 		queue_pending(muxer, conn, CONN_PENDING_CREDIT_UPDATE);
+		return CONN_KEPT;
+	case VSOCK_OP_RST:
+		return close_on_guest_rst(muxer, conn);
+	default:
+		return reset_unexpected(muxer, conn, header->op);
+	}
 }
 
-static guest_op_handler *const guest_op_handlers[] = {
-	[VSOCK_OP_REQUEST] = on_guest_request,
-	[VSOCK_OP_RESPONSE] = on_guest_response,
-	[VSOCK_OP_RST] = on_guest_rst,
-	[VSOCK_OP_SHUTDOWN] = on_guest_shutdown,
-	[VSOCK_OP_RW] = on_guest_rw,
-	[VSOCK_OP_CREDIT_UPDATE] = on_guest_credit_update,
-	[VSOCK_OP_CREDIT_REQUEST] = on_guest_credit_request,
+typedef enum conn_fate guest_packet_handler(struct muxer *muxer, struct conn *conn,
+					    const struct vsock_header *header,
+					    const struct iovec *payload,
+					    size_t payload_count);
+
+/* The states a connection in the port table can be in. (A host client
+ * still sending its CONNECT line, and an abandoned slot, are not in it.) */
+static guest_packet_handler *const guest_packet_by_state[] = {
+	[CONN_HOST_REQUESTED] = guest_packet_while_host_requested,
+	[CONN_GUEST_CONNECTING] = guest_packet_while_guest_connecting,
+	[CONN_ESTABLISHED] = guest_packet_while_established,
 };
 
-void conn_handle_guest_packet(struct muxer *muxer,
-			      const struct vsock_header *header,
-			      const struct iovec *payload, size_t payload_count)
+/* Checks that do not depend on the state: an op or a socket type we do
+ * not know, a credit the guest cannot have. Returns true if the packet
+ * goes on to its state's handler. */
+static bool guest_packet_plausible(struct muxer *muxer, struct conn *conn,
+				   const struct vsock_header *header)
 {
-	struct conn *conn = conn_table_lookup(&muxer->table, header->dst_port,
-					      header->src_port);
-	guest_op_handler *handler = NULL;
-	uint32_t credit_before = 0;
-
-	if (header->op < sizeof(guest_op_handlers) / sizeof(guest_op_handlers[0]))
-		handler = guest_op_handlers[header->op];
-	if (!handler) {
+	if (header->op < VSOCK_OP_REQUEST || header->op > VSOCK_OP_CREDIT_REQUEST) {
 		muxer->stats.dropped[DROP_BAD_OP]++;
 		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
 				"guest packet with unknown op %u from port %" PRIu32,
@@ -755,7 +802,7 @@ void conn_handle_guest_packet(struct muxer *muxer,
 			conn_reset(muxer, conn, "unknown op");
 		else
 			owe_rst(muxer, header->dst_port, header->src_port);
-		return;
+		return false;
 	}
 	if (header->type != VSOCK_TYPE_STREAM) {
 		muxer->stats.dropped[DROP_BAD_OP]++;
@@ -764,40 +811,57 @@ void conn_handle_guest_packet(struct muxer *muxer,
 				vsock_op_name(header->op), header->type,
 				header->src_port);
 		if (header->op == VSOCK_OP_RST)
-			return;
+			return false;
 		if (conn)
 			conn_reset(muxer, conn, "unsupported socket type");
 		else
 			owe_rst(muxer, header->dst_port, header->src_port);
-		return;
+		return false;
 	}
 	if (conn && (int32_t)(header->fwd_cnt - conn->sent_to_guest) > 0) {
-		/* the guest claims to have read bytes we never sent */
+		/* the guest claims to have read bytes we never sent; an RST
+		 * still closes the connection (unanswered) */
 		muxer->stats.dropped[DROP_BAD_CREDIT]++;
 		log_ratelimited(&muxer->packet_log, LOG_LEVEL_WARN,
 				"conn local %" PRIu32 " peer %" PRIu32 ": guest fwd_cnt %"
 				PRIu32 " is ahead of the %" PRIu32 " bytes sent to it",
 				conn->local_port, conn->peer_port, header->fwd_cnt,
 				conn->sent_to_guest);
-		if (header->op != VSOCK_OP_RST)
+		if (header->op != VSOCK_OP_RST) {
 			conn_reset(muxer, conn, "impossible credit");
-		else
-			on_guest_rst(muxer, conn, header, payload, payload_count);
+			return false;
+		}
+	}
+	return true;
+}
+
+void conn_handle_guest_packet(struct muxer *muxer,
+			      const struct vsock_header *header,
+			      const struct iovec *payload, size_t payload_count)
+{
+	struct conn *conn = conn_table_lookup(&muxer->table, header->dst_port,
+					      header->src_port);
+	guest_packet_handler *handler = NULL;
+	uint32_t credit_before;
+
+	if (!guest_packet_plausible(muxer, conn, header))
+		return;
+	if (conn && conn->state < sizeof(guest_packet_by_state) / sizeof(guest_packet_by_state[0]))
+		handler = guest_packet_by_state[conn->state];
+	if (!handler) {
+		guest_packet_without_connection(muxer, header);
 		return;
 	}
-	if (conn) {
-		credit_before = conn_guest_credit(conn);
-		conn->guest_buf_alloc = header->buf_alloc;
-		conn->guest_fwd_cnt = header->fwd_cnt;
-		conn->counters.packets_from_guest++;
-		conn->counters.last_activity_ns = monotonic_ns();
-	}
-	handler(muxer, conn, header, payload, payload_count);
-	/* conn may be gone now; look it up again before using it */
-	conn = conn_table_lookup(&muxer->table, header->dst_port, header->src_port);
-	if (conn && credit_before == 0 && conn_guest_credit(conn) > 0) {
+	/* every header carries the guest's credit */
+	credit_before = conn_guest_credit(conn);
+	conn->guest_buf_alloc = header->buf_alloc;
+	conn->guest_fwd_cnt = header->fwd_cnt;
+	conn->counters.packets_from_guest++;
+	conn->counters.last_activity_ns = monotonic_ns();
+	if (handler(muxer, conn, header, payload, payload_count) == CONN_GONE)
+		return;
+	if (credit_before == 0 && conn_guest_credit(conn) > 0)
 		conn_schedule_rx(muxer, conn);
-	}
 }
 
 /* ------------------------------------------------------------------------
@@ -910,8 +974,6 @@ static void read_handshake(struct muxer *muxer, struct conn *conn)
 
 void conn_on_host_event(struct muxer *muxer, struct conn *conn, uint32_t events)
 {
-	uint32_t generation = conn->generation;
-
 	if (conn->state == CONN_HOST_HANDSHAKE) {
 		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 			read_handshake(muxer, conn);
@@ -924,9 +986,7 @@ void conn_on_host_event(struct muxer *muxer, struct conn *conn, uint32_t events)
 	}
 	if (conn->state != CONN_ESTABLISHED)
 		return;
-	if (events & EPOLLOUT)
-		flush_ring(muxer, conn);
-	if (conn->state != CONN_ESTABLISHED || conn->generation != generation)
+	if ((events & EPOLLOUT) && flush_ring(muxer, conn) == CONN_GONE)
 		return;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 		conn->host_readable = true;
@@ -939,7 +999,7 @@ void conn_on_host_event(struct muxer *muxer, struct conn *conn, uint32_t events)
 void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 			    int error, int fd)
 {
-	uint32_t slot = request_id & 0xfffffu;
+	uint32_t slot = request_id_slot(request_id);
 	struct conn *conn = NULL;
 	uint64_t elapsed;
 

@@ -5,9 +5,10 @@
  * Why a single struct with flags rather than many states: a stream has two
  * independent directions (half-close is real), plus a handshake on each
  * side. `state` says where the handshake is; the shut/eof flags say which
- * directions are still open. Every transition happens in conn.c, one small
- * function per guest op and per host event, so the whole machine can be
- * read in one place.
+ * directions are still open. Every transition happens in conn.c: a guest
+ * packet goes to one small function per state (a switch on the op
+ * inside), each host event to its own function, so the whole machine can
+ * be read in one place.
  *
  * Credit (the virtio-vsock flow control), all u32 with wrap-around:
  *   guest -> host: we advertise buf_alloc = `window` (--tx-buffer-size as
@@ -28,6 +29,7 @@
 #include "deadline.h"
 #include "rx_queue.h"
 #include "tx_ring.h"
+#include "vsockmux/limits.h"
 #include "vsockmux/virtio_vsock.h"
 
 struct muxer;
@@ -68,9 +70,6 @@ enum conn_deadline_kind {
 #define CONN_SHUTDOWN_TIMEOUT_NS (2ull * 1000000000ull)
 /* A reply the broker never sends must not hold a slot forever. */
 #define CONN_BROKER_TIMEOUT_NS (10ull * 1000000000ull)
-/* Guest connects waiting for the broker at once; beyond: RST. Keeps the
- * broker's replies within what the channel can always buffer. */
-#define CONN_MAX_CONNECTS_IN_FLIGHT 256u
 /* Credit a connection is always offered, budget or not, so that each one
  * keeps moving: the memory bound is the budget plus this per connection. */
 #define CONN_WINDOW_FLOOR 4096u
@@ -165,8 +164,8 @@ static inline bool conn_credit_update_due(const struct conn *conn,
 
 /* --- guest side: one decoded packet from the TX queue ------------------ */
 
-/* Handle a validated guest packet (cids already checked). payload is the
- * chain's bytes after the header (length header->len). */
+/* Handle a guest packet whose framing and CIDs guest_tx.c has checked.
+ * payload is the chain's bytes after the header (length header->len). */
 void conn_handle_guest_packet(struct muxer *muxer,
 			      const struct vsock_header *header,
 			      const struct iovec *payload, size_t payload_count);
@@ -203,17 +202,5 @@ enum conn_rx_result conn_rx_turn(struct muxer *muxer, struct conn *conn);
 void conn_reset(struct muxer *muxer, struct conn *conn, const char *reason);
 /* Free conn (close the host socket) without telling the guest. */
 void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason);
-/* Put conn on the RX work FIFO if it has something to send. */
-void conn_schedule_rx(struct muxer *muxer, struct conn *conn);
-/* Does conn want to read host data into guest buffers right now? */
-bool conn_wants_host_read(const struct muxer *muxer, const struct conn *conn);
-/* The buf_alloc to put in a header for conn now: its window, grown
- * towards --tx-buffer-size as far as the budget allows. */
-uint32_t conn_grant_window(struct muxer *muxer, struct conn *conn);
-/* After data reached the host, the ring drained or a shutdown bit changed:
- * take whatever closing step has become possible (pass the guest's EOF on,
- * free the connection) and queue a CREDIT_UPDATE when the guest's view of
- * our free space lags (the Linux guest never asks for one). */
-void conn_update_close_and_credit(struct muxer *muxer, struct conn *conn);
 
 #endif

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vsockmux/tag.h"
+
 static uint32_t hash_ports(uint32_t local_port, uint32_t peer_port)
 {
 	uint64_t key = ((uint64_t)local_port << 32) | peer_port;
@@ -62,7 +64,7 @@ struct conn *conn_table_alloc(struct conn_table *table)
 	generation = conn->generation + 1;
 	memset(conn, 0, sizeof(*conn));
 	conn->slot = slot;
-	conn->generation = generation & 0xffffffu;
+	conn->generation = generation & TAG_GENERATION_MASK;
 	conn->host_fd = -1;
 	table->in_use++;
 	return conn;

@@ -13,22 +13,6 @@
 
 #define HOST_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
 
-uint64_t event_tag_encode(enum event_kind kind, uint32_t generation, uint32_t slot)
-{
-	return ((uint64_t)kind << 56) | ((uint64_t)(generation & 0xffffffu) << 32) |
-	       slot;
-}
-
-struct event_tag event_tag_decode(uint64_t tag)
-{
-	struct event_tag fields = {
-		.kind = (enum event_kind)(tag >> 56),
-		.generation = (uint32_t)(tag >> 32) & 0xffffffu,
-		.slot = (uint32_t)tag,
-	};
-	return fields;
-}
-
 static int control(int epoll_fd, int operation, int fd, uint32_t events,
 		   uint64_t tag)
 {
@@ -61,12 +45,12 @@ void events_remove(int epoll_fd, int fd)
 int events_watch_host(int epoll_fd, int fd, uint32_t generation, uint32_t slot)
 {
 	return events_add(epoll_fd, fd, HOST_EVENTS,
-			  event_tag_encode(EVENT_HOST, generation, slot));
+			  tag_encode(EVENT_HOST, generation, slot));
 }
 
 int events_host_interest(int epoll_fd, int fd, uint32_t generation, uint32_t slot,
 			 bool writable)
 {
 	return events_modify(epoll_fd, fd, HOST_EVENTS | (writable ? EPOLLOUT : 0u),
-			     event_tag_encode(EVENT_HOST, generation, slot));
+			     tag_encode(EVENT_HOST, generation, slot));
 }

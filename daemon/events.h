@@ -4,10 +4,10 @@
  *
  * Why tags and not pointers: a host socket's connection slot is reused,
  * and an event can still be queued for the slot's previous owner. The tag
- * carries the slot's generation, so a stale event finds no connection.
+ * (vsockmux/tag.h) carries the slot's generation, so a stale event finds
+ * no connection.
  *
- * Owns: the tag layout (kind in the top byte, then a 24-bit generation
- * and a 32-bit slot). Never: knows what a connection is; callers pass
+ * Owns: the event kinds. Never: knows what a connection is; callers pass
  * plain numbers.
  */
 #ifndef VSOCKMUX_EVENTS_H
@@ -15,6 +15,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "vsockmux/tag.h"
 
 enum event_kind {
 	EVENT_CHANNEL = 1,     /* the broker channel */
@@ -24,15 +26,6 @@ enum event_kind {
 	EVENT_TIMER,           /* the deadline timerfd */
 	EVENT_HOST,            /* a connection's host socket */
 };
-
-struct event_tag {
-	enum event_kind kind;
-	uint32_t generation;   /* EVENT_HOST: of the slot, 24 bits kept */
-	uint32_t slot;         /* EVENT_HOST: the connection's slot */
-};
-
-uint64_t event_tag_encode(enum event_kind kind, uint32_t generation, uint32_t slot);
-struct event_tag event_tag_decode(uint64_t tag);
 
 /* epoll_ctl ADD; -errno (logged) on failure. */
 int events_add(int epoll_fd, int fd, uint32_t events, uint64_t tag);

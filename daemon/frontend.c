@@ -33,7 +33,7 @@ static void on_kick_fd_changed(void *opaque, unsigned queue_index, int old_fd,
 		events_remove(muxer->epoll_fd, old_fd);
 	if (new_fd >= 0)
 		(void)events_add(muxer->epoll_fd, new_fd, EPOLLIN,
-				 event_tag_encode(kind, 0, 0));
+				 tag_encode(kind, 0, 0));
 }
 
 static void on_queue_state_changed(void *opaque, unsigned queue_index, bool ready)
@@ -114,7 +114,7 @@ void frontend_attach(struct muxer *muxer, int fd)
 	rst_queue_clear(&muxer->rsts);
 	vhost_user_attach(&muxer->device, fd);
 	if (events_add(muxer->epoll_fd, fd, EPOLLIN,
-		       event_tag_encode(EVENT_VHOST_USER, 0, 0)) < 0)
+		       tag_encode(EVENT_VHOST_USER, 0, 0)) < 0)
 		frontend_detach(muxer);
 }
 

@@ -59,7 +59,7 @@ static void handle_timer(struct muxer *muxer)
 
 static void handle_event(struct muxer *muxer, const struct epoll_event *event)
 {
-	struct event_tag tag = event_tag_decode(event->data.u64);
+	struct tag tag = tag_decode(event->data.u64);
 	struct conn *conn;
 
 	switch (tag.kind) {
@@ -144,12 +144,12 @@ int muxer_init(struct muxer *muxer, const struct vsockmuxd_options *options,
 		goto fail;
 	}
 	result = events_add(muxer->epoll_fd, muxer->deadlines.timer_fd, EPOLLIN,
-			    event_tag_encode(EVENT_TIMER, 0, 0));
+			    tag_encode(EVENT_TIMER, 0, 0));
 	if (result < 0)
 		goto fail;
 	if (channel_fd >= 0) {
 		result = events_add(muxer->epoll_fd, channel_fd, EPOLLIN,
-				    event_tag_encode(EVENT_CHANNEL, 0, 0));
+				    tag_encode(EVENT_CHANNEL, 0, 0));
 		if (result < 0)
 			goto fail;
 	}

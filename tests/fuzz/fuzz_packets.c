@@ -333,7 +333,7 @@ static void pump(void)
 		if (count <= 0)
 			break;
 		for (int i = 0; i < count; i++) {
-			struct event_tag tag = event_tag_decode(events[i].data.u64);
+			struct tag tag = tag_decode(events[i].data.u64);
 			if (tag.kind == EVENT_HOST) {
 				struct conn *conn = conn_table_by_slot(
 					&h.muxer.table, tag.slot, tag.generation);
