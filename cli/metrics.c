@@ -10,6 +10,7 @@
  * Never: emits a sample before its family's TYPE line.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "render.h"
@@ -60,6 +61,79 @@ static void simple_family(FILE *out, const char *name, const char *type,
 	sample_u64(out, name, value);
 }
 
+/* A counter family of two samples that differ in one label's value. */
+static void counter_pair(FILE *out, const char *name, const char *help,
+			 const char *label, const char *first, uint64_t first_value,
+			 const char *second, uint64_t second_value)
+{
+	family(out, name, "counter", help);
+	sample_labelled_u64(out, name, label, first, first_value);
+	sample_labelled_u64(out, name, label, second, second_value);
+}
+
+/* Families of one unlabelled sample, straight from a ControlStats field. */
+struct plain_family {
+	const char *name;
+	const char *type;
+	const char *help;
+	size_t field;   /* offsetof(ControlStats, a uint64_t field) */
+};
+
+/* _Generic: a field that is not a uint64_t does not compile */
+#define PLAIN(name, type, field, help)                                        \
+	{ name, type, help,                                                   \
+	  _Generic(((const ControlStats *)0)->field,                          \
+		   uint64_t: offsetof(ControlStats, field)) }
+
+static const struct plain_family plain_families[] = {
+	PLAIN("vsockmux_guest_cid", "gauge", guest_cid,
+	      "The guest's vsock CID."),
+	PLAIN("vsockmux_vmm_attach_total", "counter", vmm_attach_count,
+	      "vhost-user (re)attachments since start."),
+	PLAIN("vsockmux_connections", "gauge", connections_current,
+	      "Connections open now."),
+	PLAIN("vsockmux_connections_peak", "gauge", connections_peak,
+	      "Most connections open at once since start."),
+	PLAIN("vsockmux_rst_sent_total", "counter", rst_sent,
+	      "RST packets sent to the guest."),
+	PLAIN("vsockmux_rst_received_total", "counter", rst_received,
+	      "RST packets received from the guest."),
+	PLAIN("vsockmux_waits_for_credit_total", "counter", waits_for_credit,
+	      "Times the data path waited for guest credit."),
+	PLAIN("vsockmux_waits_for_rx_buffers_total", "counter", waits_for_rx_buffers,
+	      "Times the data path waited for guest RX buffers."),
+	PLAIN("vsockmux_host_handshakes", "gauge", handshakes_current,
+	      "Host clients still sending their CONNECT line."),
+	PLAIN("vsockmux_host_accept_pauses_total", "counter", host_accept_pauses,
+	      "Times accepting host clients paused at --max-host-handshakes."),
+	PLAIN("vsockmux_tx_buffered_bytes", "gauge", tx_buffered_bytes,
+	      "Guest-to-host bytes held for slow host readers."),
+	PLAIN("vsockmux_tx_window_bytes", "gauge", tx_window_bytes,
+	      "Guest-to-host credit offered to all connections together."),
+	PLAIN("vsockmux_tx_buffer_budget_bytes", "gauge", tx_buffer_budget,
+	      "The --tx-buffer-budget that credit must fit in."),
+	PLAIN("vsockmux_windows_limited_total", "counter", windows_limited,
+	      "Credit offers below --tx-buffer-size under memory pressure."),
+	PLAIN("vsockmux_host_gone_before_ok_total", "counter", host_gone_before_ok,
+	      "Host clients that closed before the guest accepted."),
+	PLAIN("vsockmux_control_bad_requests_total", "counter", control_bad_requests,
+	      "Control clients whose request was malformed, too large or of another version."),
+	PLAIN("vsockmux_control_timeouts_total", "counter", control_timeouts,
+	      "Control clients closed at the client timeout."),
+	PLAIN("vsockmux_control_evicted_total", "counter", control_evicted,
+	      "Control clients closed mid-request to make room for a new one."),
+	PLAIN("vsockmux_control_busy_total", "counter", control_busy,
+	      "Control clients turned away with every slot taken."),
+};
+
+static void plain_family(FILE *out, const struct plain_family *plain,
+			 const ControlStats *stats)
+{
+	uint64_t value;
+	memcpy(&value, (const char *)stats + plain->field, sizeof(value));
+	simple_family(out, plain->name, plain->type, plain->help, value);
+}
+
 static void global_metrics(FILE *out, const ControlStats *stats)
 {
 	const uint64_t feature_bits[2] = {
@@ -82,8 +156,8 @@ static void global_metrics(FILE *out, const ControlStats *stats)
 
 	family(out, "vsockmux_uptime_seconds", "gauge", "Seconds since vsockmuxd started.");
 	fprintf(out, "vsockmux_uptime_seconds %.3f\n", (double)stats->uptime_ms / 1000.0);
-	simple_family(out, "vsockmux_guest_cid", "gauge", "The guest's vsock CID.",
-		      stats->guest_cid);
+	for (index = 0; index < COUNT_OF(plain_families); index++)
+		plain_family(out, &plain_families[index], stats);
 	simple_family(out, "vsockmux_vmm_attached", "gauge",
 		      "1 when a VMM (vhost-user frontend) is attached.",
 		      stats->vmm_attached ? 1 : 0);
@@ -102,42 +176,25 @@ static void global_metrics(FILE *out, const ControlStats *stats)
 			fputs("} 1\n", out);
 		}
 	}
-	simple_family(out, "vsockmux_vmm_attach_total", "counter",
-		      "vhost-user (re)attachments since start.", stats->vmm_attach_count);
 
-	simple_family(out, "vsockmux_connections", "gauge", "Connections open now.",
-		      stats->connections_current);
-	simple_family(out, "vsockmux_connections_peak", "gauge",
-		      "Most connections open at once since start.", stats->connections_peak);
-	family(out, "vsockmux_connections_total", "counter",
-	       "Connections opened since start, by initiator.");
-	sample_labelled_u64(out, "vsockmux_connections_total", "initiator", "host",
-			    stats->connections_total_from_host);
-	sample_labelled_u64(out, "vsockmux_connections_total", "initiator", "guest",
-			    stats->connections_total_from_guest);
+	counter_pair(out, "vsockmux_connections_total",
+		     "Connections opened since start, by initiator.", "initiator",
+		     "host", stats->connections_total_from_host,
+		     "guest", stats->connections_total_from_guest);
 
 	family(out, "vsockmux_refused_total", "counter", "Connections refused, by reason.");
 	for (index = 0; index < COUNT_OF(refused); index++)
 		sample_labelled_u64(out, "vsockmux_refused_total", "reason",
 				    refused[index].reason, refused[index].count);
 
-	simple_family(out, "vsockmux_rst_sent_total", "counter", "RST packets sent to the guest.",
-		      stats->rst_sent);
-	simple_family(out, "vsockmux_rst_received_total", "counter",
-		      "RST packets received from the guest.", stats->rst_received);
 
-	family(out, "vsockmux_transferred_bytes_total", "counter",
-	       "Payload bytes moved, by direction.");
-	sample_labelled_u64(out, "vsockmux_transferred_bytes_total", "direction", "to_host",
-			    stats->bytes_to_host);
-	sample_labelled_u64(out, "vsockmux_transferred_bytes_total", "direction", "to_guest",
-			    stats->bytes_to_guest);
-	family(out, "vsockmux_packets_total", "counter",
-	       "vsock packets, by direction (to_host = from the guest).");
-	sample_labelled_u64(out, "vsockmux_packets_total", "direction", "to_host",
-			    stats->packets_from_guest);
-	sample_labelled_u64(out, "vsockmux_packets_total", "direction", "to_guest",
-			    stats->packets_to_guest);
+	counter_pair(out, "vsockmux_transferred_bytes_total",
+		     "Payload bytes moved, by direction.", "direction",
+		     "to_host", stats->bytes_to_host, "to_guest", stats->bytes_to_guest);
+	counter_pair(out, "vsockmux_packets_total",
+		     "vsock packets, by direction (to_host = from the guest).", "direction",
+		     "to_host", stats->packets_from_guest,
+		     "to_guest", stats->packets_to_guest);
 
 	family(out, "vsockmux_dropped_total", "counter",
 	       "Malformed chains and packets dropped, by reason.");
@@ -145,45 +202,7 @@ static void global_metrics(FILE *out, const ControlStats *stats)
 		sample_labelled_u64(out, "vsockmux_dropped_total", "reason",
 				    stats->dropped[index]->key, stats->dropped[index]->value);
 
-	simple_family(out, "vsockmux_waits_for_credit_total", "counter",
-		      "Times the data path waited for guest credit.", stats->waits_for_credit);
-	simple_family(out, "vsockmux_waits_for_rx_buffers_total", "counter",
-		      "Times the data path waited for guest RX buffers.",
-		      stats->waits_for_rx_buffers);
 
-	simple_family(out, "vsockmux_host_handshakes", "gauge",
-		      "Host clients still sending their CONNECT line.",
-		      stats->handshakes_current);
-	simple_family(out, "vsockmux_host_accept_pauses_total", "counter",
-		      "Times accepting host clients paused at --max-host-handshakes.",
-		      stats->host_accept_pauses);
-	simple_family(out, "vsockmux_tx_buffered_bytes", "gauge",
-		      "Guest-to-host bytes held for slow host readers.",
-		      stats->tx_buffered_bytes);
-	simple_family(out, "vsockmux_tx_window_bytes", "gauge",
-		      "Guest-to-host credit offered to all connections together.",
-		      stats->tx_window_bytes);
-	simple_family(out, "vsockmux_tx_buffer_budget_bytes", "gauge",
-		      "The --tx-buffer-budget that credit must fit in.",
-		      stats->tx_buffer_budget);
-	simple_family(out, "vsockmux_windows_limited_total", "counter",
-		      "Credit offers below --tx-buffer-size under memory pressure.",
-		      stats->windows_limited);
-	simple_family(out, "vsockmux_host_gone_before_ok_total", "counter",
-		      "Host clients that closed before the guest accepted.",
-		      stats->host_gone_before_ok);
-	simple_family(out, "vsockmux_control_bad_requests_total", "counter",
-		      "Control clients whose request was malformed, too large or of another version.",
-		      stats->control_bad_requests);
-	simple_family(out, "vsockmux_control_timeouts_total", "counter",
-		      "Control clients closed at the client timeout.",
-		      stats->control_timeouts);
-	simple_family(out, "vsockmux_control_evicted_total", "counter",
-		      "Control clients closed mid-request to make room for a new one.",
-		      stats->control_evicted);
-	simple_family(out, "vsockmux_control_busy_total", "counter",
-		      "Control clients turned away with every slot taken.",
-		      stats->control_busy);
 
 	family(out, "vsockmux_broker_connect_duration_seconds", "summary",
 	       "Time the broker took to connect host sockets.");

@@ -185,6 +185,20 @@ static bool rings_overlap(const struct virtq *queue)
 	       pointers_overlap(queue->desc, desc_length, queue->avail, avail_length);
 }
 
+/* A ring layout we will not use: say why, forget the pointers, count it. */
+static int reject_layout(struct virtq *queue, const char *problem, int error)
+{
+	log_warn("virtq %u: %s (desc 0x%llx avail 0x%llx used 0x%llx, size %u)",
+		 queue->index, problem, (unsigned long long)queue->desc_user_addr,
+		 (unsigned long long)queue->avail_user_addr,
+		 (unsigned long long)queue->used_user_addr, queue->size);
+	queue->desc = NULL;
+	queue->avail = NULL;
+	queue->used = NULL;
+	queue->stats.layouts_invalid++;
+	return error;
+}
+
 int virtq_map(struct virtq *queue, const struct guest_memory *memory)
 {
 	uint64_t size = queue->size;
@@ -205,29 +219,13 @@ int virtq_map(struct virtq *queue, const struct guest_memory *memory)
 	queue->used = map_part(memory, queue->used_user_addr,
 			       USED_RING_OFFSET + USED_ELEM_SIZE * size + 2, 4);
 	if (queue->desc == NULL || queue->avail == NULL || queue->used == NULL) {
-		log_warn("virtq %u: ring addresses desc 0x%llx avail 0x%llx used "
-			 "0x%llx (size %u) are not mapped or misaligned",
-			 queue->index, (unsigned long long)queue->desc_user_addr,
-			 (unsigned long long)queue->avail_user_addr,
-			 (unsigned long long)queue->used_user_addr, queue->size);
-		queue->desc = NULL;
-		queue->avail = NULL;
-		queue->used = NULL;
-		queue->stats.layouts_invalid++;
-		result = -EFAULT;
+		result = reject_layout(queue, "ring addresses are not mapped or misaligned",
+				       -EFAULT);
 		goto out;
 	}
 	if (rings_overlap(queue)) {
-		log_warn("virtq %u: descriptor table, avail and used rings overlap "
-			 "(desc 0x%llx avail 0x%llx used 0x%llx, size %u)",
-			 queue->index, (unsigned long long)queue->desc_user_addr,
-			 (unsigned long long)queue->avail_user_addr,
-			 (unsigned long long)queue->used_user_addr, queue->size);
-		queue->desc = NULL;
-		queue->avail = NULL;
-		queue->used = NULL;
-		queue->stats.layouts_invalid++;
-		result = -EINVAL;
+		result = reject_layout(queue, "descriptor table, avail and used rings overlap",
+				       -EINVAL);
 		goto out;
 	}
 	queue->used_idx = load_le16(used_idx(queue), __ATOMIC_ACQUIRE);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "connect_cmd.h"
+#include "fuzz_check.h"
 #include "fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,14 +28,6 @@ struct outcome {
 	uint32_t port;
 	size_t consumed;   /* total over every piece fed */
 };
-
-static void check(bool condition, const char *what)
-{
-	if (!condition) {
-		fprintf(stderr, "fuzz_connect_line: invariant broken: %s\n", what);
-		abort();
-	}
-}
 
 /* Feed text in pieces of lengths[i % count] (count 0: all at once),
  * stopping at the first status that is not INCOMPLETE. The caller makes

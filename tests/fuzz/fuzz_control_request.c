@@ -28,6 +28,7 @@
 #include "control.h"
 #include "control.pb-c.h"
 #include "fuzz_fds.h"
+#include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "vsockmux/ipc.h"
 #include "vsockmux/log.h"
@@ -45,21 +46,11 @@ static int channel[2] = { -1, -1 };
 static struct control_server server;
 static uint8_t answer[CONTROL_MAX_RESPONSE + 8];
 
-static void check(bool condition, const char *what)
-{
-	if (!condition) {
-		fprintf(stderr, "fuzz_control_request: invariant broken: %s\n", what);
-		abort();
-	}
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	/* as muxer_run and the broker do: a write to a closed socket is an
-	 * error return, not a signal */
-	signal(SIGPIPE, SIG_IGN);
+	fuzz_ignore_sigpipe();
 	log_set_level(LOG_LEVEL_ERROR);
 	memset(&address, 0, sizeof(address));
 	address.sun_family = AF_UNIX;

@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include <unistd.h>
 
 #include "fuzz_fds.h"
+#include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "vsockmux/ipc.h"
 #include "vsockmux/log.h"
@@ -37,23 +37,13 @@ static int channel[2] = { -1, -1 };
 static uint8_t datagram[IPC_MAX_DATAGRAM_SIZE + 4096];
 static uint8_t repacked[IPC_MAX_DATAGRAM_SIZE + 4096];
 
-static void check(bool condition, const char *what)
-{
-	if (!condition) {
-		fprintf(stderr, "fuzz_ipc: invariant broken: %s\n", what);
-		abort();
-	}
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	int buffer = 1024 * 1024;
 
 	(void)argc;
 	(void)argv;
-	/* as muxer_run and the broker do: a write to a closed socket is an
-	 * error return, not a signal */
-	signal(SIGPIPE, SIG_IGN);
+	fuzz_ignore_sigpipe();
 	log_set_level(LOG_LEVEL_ERROR);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) < 0)
 		abort();

@@ -46,6 +46,7 @@
 #include "guest_rx.h"
 #include "guest_tx.h"
 #include "fuzz_fds.h"
+#include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "muxer.h"
 #include "vsockmux/ipc.h"
@@ -129,22 +130,12 @@ static void trace_header(const char *direction, const struct vsock_header *heade
 			header->len, header->buf_alloc, header->fwd_cnt, header->flags);
 }
 
-static void check(bool condition, const char *what)
-{
-	if (!condition) {
-		fprintf(stderr, "fuzz_packets: invariant broken: %s\n", what);
-		abort();
-	}
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	/* as muxer_run and the broker do: a write to a closed socket is an
-	 * error return, not a signal */
-	signal(SIGPIPE, SIG_IGN);
 	trace = getenv("FUZZ_PACKETS_TRACE") != NULL;
+	fuzz_ignore_sigpipe();
 	log_set_level(trace ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
 	memory_fd = memfd_create("fuzz-packets-guest", MFD_CLOEXEC);
 	if (memory_fd < 0 || ftruncate(memory_fd, MEMORY_SIZE) < 0)

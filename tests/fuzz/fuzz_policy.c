@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "policy_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -34,14 +35,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	policy_set_error_stream(sink);
 	return 0;
-}
-
-static void check(bool condition, const char *what)
-{
-	if (!condition) {
-		fprintf(stderr, "fuzz_policy: invariant broken: %s\n", what);
-		abort();
-	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

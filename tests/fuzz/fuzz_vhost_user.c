@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "fuzz_fds.h"
+#include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "vhost_user.h"
 #include "vsockmux/log.h"
@@ -38,21 +38,11 @@ static struct vhost_user_device device;
 static uint8_t chunk[sizeof(struct vhost_user_header) + VHOST_USER_MAX_PAYLOAD + 64];
 static uint8_t reply[65536];
 
-static void check(bool condition, const char *what)
-{
-	if (!condition) {
-		fprintf(stderr, "fuzz_vhost_user: invariant broken: %s\n", what);
-		abort();
-	}
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	/* as muxer_run and the broker do: a write to a closed socket is an
-	 * error return, not a signal */
-	signal(SIGPIPE, SIG_IGN);
+	fuzz_ignore_sigpipe();
 	log_set_level(LOG_LEVEL_ERROR);
 	return 0;
 }

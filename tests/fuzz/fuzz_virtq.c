@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "guest_memory.h"
 #include "virtq.h"
@@ -47,14 +48,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (!allocation || call_fd < 0)
 		abort();
 	return 0;
-}
-
-static void check(bool condition, const char *what)
-{
-	if (!condition) {
-		fprintf(stderr, "fuzz_virtq: invariant broken: %s\n", what);
-		abort();
-	}
 }
 
 /* The used ring's bytes relative to the memory start, if it is there. */

@@ -485,26 +485,28 @@ static void test_broker_owed_survives_full_channel(void **state)
 	ipc_free(envelope);
 }
 
+/* Every case below runs between setup and teardown. */
+#define WITH_FIXTURE(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_credit_arithmetic_wraps),
-		cmocka_unit_test_setup_teardown(test_guest_connect_then_data_reaches_host, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_broker_refusal_sends_rst, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_guest_rst_is_never_answered, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_credit_violation_resets, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_send_half_closes_host, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_full_shutdown_resets_after_flush, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_full_host_socket_buffers_then_flushes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_host_connect_handshake, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_response_before_request_resets,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_connect_line_closes_client, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_guest_refuses_host_connect, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_op_and_type_get_rst, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_guest_rst_while_broker_works_keeps_slot, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_broker_owed_survives_full_channel, setup, teardown),
+		WITH_FIXTURE(test_guest_connect_then_data_reaches_host),
+		WITH_FIXTURE(test_broker_refusal_sends_rst),
+		WITH_FIXTURE(test_guest_rst_is_never_answered),
+		WITH_FIXTURE(test_credit_violation_resets),
+		WITH_FIXTURE(test_shutdown_send_half_closes_host),
+		WITH_FIXTURE(test_full_shutdown_resets_after_flush),
+		WITH_FIXTURE(test_full_host_socket_buffers_then_flushes),
+		WITH_FIXTURE(test_host_connect_handshake),
+		WITH_FIXTURE(test_response_before_request_resets),
+		WITH_FIXTURE(test_bad_connect_line_closes_client),
+		WITH_FIXTURE(test_guest_refuses_host_connect),
+		WITH_FIXTURE(test_unknown_op_and_type_get_rst),
+		WITH_FIXTURE(test_connection_limit),
+		WITH_FIXTURE(test_guest_rst_while_broker_works_keeps_slot),
+		WITH_FIXTURE(test_broker_owed_survives_full_channel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,21 +235,18 @@ static void test_destroy_disarms_entries(void **state)
 	assert_int_equal(errno, EBADF);
 }
 
+/* Every case below runs between setup_queue and teardown_queue. */
+#define WITH_FIXTURE(test) cmocka_unit_test_setup_teardown(test, setup_queue, teardown_queue)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_init_state, setup_queue,
-						teardown_queue),
-		cmocka_unit_test_setup_teardown(test_order_across_kinds,
-						setup_queue, teardown_queue),
-		cmocka_unit_test_setup_teardown(test_cancel_from_middle,
-						setup_queue, teardown_queue),
-		cmocka_unit_test_setup_teardown(test_rearm_moves_to_tail,
-						setup_queue, teardown_queue),
-		cmocka_unit_test_setup_teardown(test_reprogram_sets_timerfd,
-						setup_queue, teardown_queue),
-		cmocka_unit_test_setup_teardown(test_timer_fires, setup_queue,
-						teardown_queue),
+		WITH_FIXTURE(test_init_state),
+		WITH_FIXTURE(test_order_across_kinds),
+		WITH_FIXTURE(test_cancel_from_middle),
+		WITH_FIXTURE(test_rearm_moves_to_tail),
+		WITH_FIXTURE(test_reprogram_sets_timerfd),
+		WITH_FIXTURE(test_timer_fires),
 		cmocka_unit_test(test_destroy_disarms_entries),
 	};
 
