@@ -682,12 +682,20 @@ static enum conn_fate on_guest_shutdown(struct muxer *muxer, struct conn *conn,
 	return conn_update_close_and_credit(muxer, conn);
 }
 
+/* One guest packet: its header, and its payload as guest memory. */
+struct guest_packet {
+	const struct vsock_header *header;
+	const struct iovec *payload;
+	size_t payload_count;
+};
+
 /* Where a guest RW is checked against the connection: its direction is
  * open and it stays within the credit we offered. */
 static enum conn_fate on_guest_rw(struct muxer *muxer, struct conn *conn,
-				  const struct vsock_header *header,
-				  const struct iovec *payload, size_t payload_count)
+				  const struct guest_packet *packet)
 {
+	const struct vsock_header *header = packet->header;
+
 	if (header->len == 0)
 		return CONN_KEPT;
 	if (conn->guest_shut_send)
@@ -702,7 +710,8 @@ static enum conn_fate on_guest_rw(struct muxer *muxer, struct conn *conn,
 		return end_with_rst(muxer, conn, "guest exceeded credit");
 	}
 	conn->received_from_guest += header->len;
-	if (deliver_to_host(muxer, conn, payload, payload_count, header->len) == CONN_GONE)
+	if (deliver_to_host(muxer, conn, packet->payload, packet->payload_count,
+			    header->len) == CONN_GONE)
 		return CONN_GONE;
 	return conn_update_close_and_credit(muxer, conn);
 }
@@ -720,48 +729,38 @@ static enum conn_fate not_yet_established(struct muxer *muxer, struct conn *conn
 /* Our REQUEST is queued or out; only the guest's answer moves it on. */
 static enum conn_fate guest_packet_while_host_requested(struct muxer *muxer,
 							struct conn *conn,
-							const struct vsock_header *header,
-							const struct iovec *payload,
-							size_t payload_count)
+							const struct guest_packet *packet)
 {
-	(void)payload;
-	(void)payload_count;
-	switch (header->op) {
+	switch (packet->header->op) {
 	case VSOCK_OP_RESPONSE:
 		return accept_guest_response(muxer, conn);
 	case VSOCK_OP_RST:
 		muxer->stats.refused[REFUSED_GUEST_REFUSED]++;
 		return close_on_guest_rst(muxer, conn);
 	default:
-		return not_yet_established(muxer, conn, header->op);
+		return not_yet_established(muxer, conn, packet->header->op);
 	}
 }
 
 /* The guest's REQUEST waits for the broker's connect. */
 static enum conn_fate guest_packet_while_guest_connecting(struct muxer *muxer,
 							  struct conn *conn,
-							  const struct vsock_header *header,
-							  const struct iovec *payload,
-							  size_t payload_count)
+							  const struct guest_packet *packet)
 {
-	(void)payload;
-	(void)payload_count;
-	if (header->op == VSOCK_OP_RST)
+	if (packet->header->op == VSOCK_OP_RST)
 		return close_on_guest_rst(muxer, conn);
-	return not_yet_established(muxer, conn, header->op);
+	return not_yet_established(muxer, conn, packet->header->op);
 }
 
 static enum conn_fate guest_packet_while_established(struct muxer *muxer,
 						     struct conn *conn,
-						     const struct vsock_header *header,
-						     const struct iovec *payload,
-						     size_t payload_count)
+						     const struct guest_packet *packet)
 {
-	switch (header->op) {
+	switch (packet->header->op) {
 	case VSOCK_OP_RW:
-		return on_guest_rw(muxer, conn, header, payload, payload_count);
+		return on_guest_rw(muxer, conn, packet);
 	case VSOCK_OP_SHUTDOWN:
-		return on_guest_shutdown(muxer, conn, header);
+		return on_guest_shutdown(muxer, conn, packet->header);
 	case VSOCK_OP_CREDIT_UPDATE:
 		return CONN_KEPT; /* the credit fields were taken from the header */
 	case VSOCK_OP_CREDIT_REQUEST:
@@ -770,14 +769,12 @@ static enum conn_fate guest_packet_while_established(struct muxer *muxer,
 	case VSOCK_OP_RST:
 		return close_on_guest_rst(muxer, conn);
 	default:
-		return reset_unexpected(muxer, conn, header->op);
+		return reset_unexpected(muxer, conn, packet->header->op);
 	}
 }
 
 typedef enum conn_fate guest_packet_handler(struct muxer *muxer, struct conn *conn,
-					    const struct vsock_header *header,
-					    const struct iovec *payload,
-					    size_t payload_count);
+					    const struct guest_packet *packet);
 
 /* The states a connection in the port table can be in. (A host client
  * still sending its CONNECT line, and an abandoned slot, are not in it.) */
@@ -841,6 +838,9 @@ void conn_handle_guest_packet(struct muxer *muxer,
 {
 	struct conn *conn = conn_table_lookup(&muxer->table, header->dst_port,
 					      header->src_port);
+	const struct guest_packet packet = {
+		.header = header, .payload = payload, .payload_count = payload_count,
+	};
 	guest_packet_handler *handler = NULL;
 	uint32_t credit_before;
 
@@ -858,7 +858,7 @@ void conn_handle_guest_packet(struct muxer *muxer,
 	conn->guest_fwd_cnt = header->fwd_cnt;
 	conn->counters.packets_from_guest++;
 	conn->counters.last_activity_ns = monotonic_ns();
-	if (handler(muxer, conn, header, payload, payload_count) == CONN_GONE)
+	if (handler(muxer, conn, &packet) == CONN_GONE)
 		return;
 	if (credit_before == 0 && conn_guest_credit(conn) > 0)
 		conn_schedule_rx(muxer, conn);

@@ -116,39 +116,51 @@ static int copy_user_name(struct privilege_plan *plan, const char *name)
 	return 0;
 }
 
-/* Started unprivileged: we stay who we are. An explicit --user must be us. */
-static int plan_unprivileged(const char *user_name, struct privilege_plan *plan)
-{
+/* The process's real, effective and saved user and group ids. */
+struct process_ids {
 	uid_t real, effective, saved;
 	gid_t group_real, group_effective, group_saved;
+};
 
-	if (getresuid(&real, &effective, &saved) != 0 ||
-	    getresgid(&group_real, &group_effective, &group_saved) != 0) {
+static int read_process_ids(struct process_ids *ids)
+{
+	if (getresuid(&ids->real, &ids->effective, &ids->saved) != 0 ||
+	    getresgid(&ids->group_real, &ids->group_effective, &ids->group_saved) != 0) {
 		log_error("getresuid/getresgid: %s", strerror(errno));
 		return -1;
 	}
-	if (real == 0 || saved == 0) {
+	return 0;
+}
+
+/* Started unprivileged: we stay who we are. An explicit --user must be us. */
+static int plan_unprivileged(const char *user_name, struct privilege_plan *plan)
+{
+	struct process_ids ids;
+
+	if (read_process_ids(&ids) < 0)
+		return -1;
+	if (ids.real == 0 || ids.saved == 0) {
 		log_error("started with a real or saved uid of 0 but effective uid %u: "
-			  "start as root or as an ordinary user", (unsigned)effective);
+			  "start as root or as an ordinary user", (unsigned)ids.effective);
 		return -1;
 	}
 	plan->change_user = false;
-	plan->uid = effective;
-	plan->gid = group_effective;
+	plan->uid = ids.effective;
+	plan->gid = ids.group_effective;
 	if (user_name) {
 		uid_t uid;
 		gid_t gid;
 		int found = lookup_user(user_name, &uid, &gid);
 		if (found < 0)
 			return -1;
-		if (found > 0 || uid != effective) {
+		if (found > 0 || uid != ids.effective) {
 			log_error("--user %s: not started as root, cannot switch from uid %u",
-				  user_name, (unsigned)effective);
+				  user_name, (unsigned)ids.effective);
 			return -1;
 		}
 		return copy_user_name(plan, user_name);
 	}
-	name_of_uid(effective, plan->user_name, sizeof(plan->user_name));
+	name_of_uid(ids.effective, plan->user_name, sizeof(plan->user_name));
 	return 0;
 }
 
@@ -434,21 +446,17 @@ static int switch_user(const struct privilege_plan *plan)
 
 static int verify_user(const struct privilege_plan *plan)
 {
-	uid_t real, effective, saved;
-	gid_t group_real, group_effective, group_saved;
+	struct process_ids ids;
 
-	if (getresuid(&real, &effective, &saved) != 0 ||
-	    getresgid(&group_real, &group_effective, &group_saved) != 0) {
-		log_error("getresuid/getresgid: %s", strerror(errno));
+	if (read_process_ids(&ids) < 0)
 		return -1;
-	}
-	if (real != plan->uid || effective != plan->uid || saved != plan->uid ||
-	    group_real != plan->gid || group_effective != plan->gid ||
-	    group_saved != plan->gid) {
+	if (ids.real != plan->uid || ids.effective != plan->uid || ids.saved != plan->uid ||
+	    ids.group_real != plan->gid || ids.group_effective != plan->gid ||
+	    ids.group_saved != plan->gid) {
 		log_error("user switch incomplete: uids %u/%u/%u gids %u/%u/%u",
-			  (unsigned)real, (unsigned)effective, (unsigned)saved,
-			  (unsigned)group_real, (unsigned)group_effective,
-			  (unsigned)group_saved);
+			  (unsigned)ids.real, (unsigned)ids.effective, (unsigned)ids.saved,
+			  (unsigned)ids.group_real, (unsigned)ids.group_effective,
+			  (unsigned)ids.group_saved);
 		return -1;
 	}
 	if (plan->change_user) {

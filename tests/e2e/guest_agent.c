@@ -229,6 +229,36 @@ static int read_line(int fd, char *buf, size_t cap)
     return -1;
 }
 
+/* write "WORD NAME\n" */
+static int send_word_line(int fd, const char *word, const char *name, char *detail,
+                          size_t dcap)
+{
+    char line[256];
+    snprintf(line, sizeof line, "%s %s\n", word, name);
+    if (write_all(fd, line, strlen(line)) < 0) {
+        snprintf(detail, dcap, "send %s: %s", word, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* read one line; it must be "WORD NAME" */
+static int expect_word_line(int fd, const char *word, const char *name, char *detail,
+                            size_t dcap)
+{
+    char line[256], want[256];
+    if (read_line(fd, line, sizeof line) < 0) {
+        snprintf(detail, dcap, "read %s: %s (partial '%s')", word, strerror(errno), line);
+        return -1;
+    }
+    snprintf(want, sizeof want, "%s %s", word, name);
+    if (strcmp(line, want)) {
+        snprintf(detail, dcap, "got '%.120s' want '%.120s'", line, want);
+        return -1;
+    }
+    return 0;
+}
+
 /* send `total` pattern bytes */
 static int send_pattern(int fd, uint64_t total, uint32_t seed, double *secs)
 {
@@ -323,37 +353,14 @@ static int run_kind(int fd, const char *name, const char *kind, int mib,
                     int initiator, char *detail, size_t dcap)
 {
     if (!strcmp(kind, "echo")) {
-        char line[256], want[256];
         if (initiator) {
-            snprintf(line, sizeof line, "PING %s\n", name);
-            if (write_all(fd, line, strlen(line)) < 0) {
-                snprintf(detail, dcap, "send PING: %s", strerror(errno));
+            if (send_word_line(fd, "PING", name, detail, dcap) < 0 ||
+                expect_word_line(fd, "PONG", name, detail, dcap) < 0)
                 return -1;
-            }
-            if (read_line(fd, line, sizeof line) < 0) {
-                snprintf(detail, dcap, "read PONG: %s (partial '%s')", strerror(errno), line);
-                return -1;
-            }
-            snprintf(want, sizeof want, "PONG %s", name);
-            if (strcmp(line, want)) {
-                snprintf(detail, dcap, "got '%s' want '%s'", line, want);
-                return -1;
-            }
         } else {
-            if (read_line(fd, line, sizeof line) < 0) {
-                snprintf(detail, dcap, "read PING: %s (partial '%s')", strerror(errno), line);
+            if (expect_word_line(fd, "PING", name, detail, dcap) < 0 ||
+                send_word_line(fd, "PONG", name, detail, dcap) < 0)
                 return -1;
-            }
-            snprintf(want, sizeof want, "PING %s", name);
-            if (strcmp(line, want)) {
-                snprintf(detail, dcap, "got '%s' want '%s'", line, want);
-                return -1;
-            }
-            snprintf(line, sizeof line, "PONG %s\n", name);
-            if (write_all(fd, line, strlen(line)) < 0) {
-                snprintf(detail, dcap, "send PONG: %s", strerror(errno));
-                return -1;
-            }
         }
         if (phase(fd, 1, ECHO_BLOB, name, 0, detail, dcap) < 0)
             return -1;
