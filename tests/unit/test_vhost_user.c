@@ -720,31 +720,27 @@ static void test_unsupported_request_drops(void **state)
 				 sizeof(zero), NULL, 0), -1);
 }
 
-static void test_oversized_size_field_drops(void **state)
+/* A header that is refused on its own, without waiting for a payload. */
+static void assert_header_drops(struct harness *harness, uint32_t request_type,
+				uint32_t flags, uint32_t size)
 {
-	struct harness *harness = *state;
 	struct vhost_user_header header = {
-		.request = VHOST_USER_SET_MEM_TABLE,
-		.flags = VHOST_USER_VERSION,
-		.size = (uint32_t)VHOST_USER_MAX_PAYLOAD + 1,
+		.request = request_type, .flags = flags, .size = size,
 	};
 
-	/* refused on the header alone, without waiting for the payload */
 	send_raw(harness, &header, sizeof(header), NULL, 0);
 	assert_int_equal(vhost_user_handle_readable(&harness->device), -1);
 }
 
+static void test_oversized_size_field_drops(void **state)
+{
+	assert_header_drops(*state, VHOST_USER_SET_MEM_TABLE, VHOST_USER_VERSION,
+			    (uint32_t)VHOST_USER_MAX_PAYLOAD + 1);
+}
+
 static void test_bad_version_drops(void **state)
 {
-	struct harness *harness = *state;
-	struct vhost_user_header header = {
-		.request = VHOST_USER_GET_FEATURES,
-		.flags = 2,
-		.size = 0,
-	};
-
-	send_raw(harness, &header, sizeof(header), NULL, 0);
-	assert_int_equal(vhost_user_handle_readable(&harness->device), -1);
+	assert_header_drops(*state, VHOST_USER_GET_FEATURES, 2, 0);
 }
 
 static void test_wrong_payload_size_drops(void **state)
