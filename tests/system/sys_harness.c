@@ -1767,31 +1767,6 @@ int sys_main(int argc, char **argv, const struct sys_test *tests, size_t count)
 		free(selected);
 		return 0;
 	}
-	if (argc > 1 && strcmp(argv[1], "--verify-list") == 0) {
-		/* the build's list of names must be exactly the table's */
-		int missing = 0;
-		for (int a = 2; a < argc; a++) {
-			bool found = false;
-			for (size_t i = 0; i < count; i++)
-				if (strcmp(argv[a], tests[i].name) == 0) {
-					found = true;
-					selected[i] = true;
-				}
-			if (!found) {
-				printf("FAIL: \"%s\" is registered but not in the table\n", argv[a]);
-				missing++;
-			}
-		}
-		for (size_t i = 0; i < count; i++)
-			if (!selected[i]) {
-				printf("FAIL: \"%s\" is in the table but not registered\n",
-				       tests[i].name);
-				missing++;
-			}
-		free(selected);
-		printf("%s\n", missing ? "FAIL test list out of sync" : "PASS test list in sync");
-		return missing ? 1 : 0;
-	}
 	for (int a = 1; a < argc; a++) {
 		bool found = false;
 		for (size_t i = 0; i < count; i++)

@@ -151,6 +151,35 @@ struct sys_test {
 	void (*run)(struct sys_harness *h);
 	int timeout_s;
 };
+
+/*
+ * Scenario lists. A program's scenarios are one file, PROGRAM.def, and
+ * nothing else names them: one line per scenario,
+ *   SCENARIO(name, deadline_s, timeout_s, mode)
+ * name      the scenario: the meson test, what `--list` prints and what
+ *           the program takes as an argument; test_<name> runs it
+ * deadline_s the test's own deadline (sys_test.timeout_s: every wait is
+ *           capped by it, the watchdog fires 20 s after it)
+ * timeout_s meson's timeout for the test (the valgrind suite: 4 times it)
+ * mode      ALONE (never beside another test: rates, CPU or memory are
+ *           measured) or PARALLEL
+ * The C table is the lines expanded by SYS_SCENARIO_ENTRY:
+ *   static const struct sys_test tests[] = {
+ *   #define SCENARIO SYS_SCENARIO_ENTRY
+ *   #include "test_x.def"
+ *   #undef SCENARIO
+ *   };
+ * and tests/system/meson.build reads the same lines (every line that
+ * starts with "SCENARIO(", so comments go on lines of their own). A line
+ * without its function, or a static test_ function without its line, does
+ * not build.
+ */
+#define SYS_SCENARIO_ENTRY(name, deadline_s, timeout_s, mode) \
+	{ #name, test_##name, deadline_s },
+/* Prototypes of the scenario functions, for a program in several files. */
+#define SYS_SCENARIO_PROTOTYPE(name, deadline_s, timeout_s, mode) \
+	void test_##name(struct sys_harness *h);
+
 /* main(): "--list", or test names (none: all). Each test runs in a forked
  * child. Exit status 0 when every selected test passed. */
 int sys_main(int argc, char **argv, const struct sys_test *tests, size_t count);

@@ -1268,12 +1268,9 @@ static void test_no_daemon(struct sys_harness *h)
 int main(int argc, char **argv)
 {
 	static const struct sys_test tests[] = {
-		{ "counters_exact", test_counters_exact, 60 },
-		{ "json_fields", test_json_fields, 30 },
-		{ "metrics_valid", test_metrics_valid, 30 },
-		{ "unauthorized_refused", test_unauthorized_refused, 30 },
-		{ "hammer_during_bulk", test_hammer_during_bulk, 200 },
-		{ "no_daemon", test_no_daemon, 30 },
+#define SCENARIO SYS_SCENARIO_ENTRY
+#include "test_control.def"
+#undef SCENARIO
 	};
 	return sys_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }
