@@ -10,6 +10,11 @@
  * PASS/FAIL line each).
  * Never: sleeps to synchronise. Every wait is poll() with a bound taken
  * from the test's deadline; every wait can fail the test.
+ *
+ * Files: sys_harness.c (time, guests, the poll loop), sys_daemon.c (the
+ * daemon process, its log and counters), sys_host.c (host clients and
+ * listeners), sys_streams.c (patterns, checked transfers), sys_runner.c
+ * (sys_main, sys_fail); sys_harness_internal.h between them.
  */
 #ifndef VSOCKMUX_TESTS_SYS_HARNESS_H
 #define VSOCKMUX_TESTS_SYS_HARNESS_H
