@@ -340,6 +340,10 @@ void sys_guest_read_exact(struct sys_harness *h, struct vguest_sock *sock,
 /* Send all of data from a guest socket (pumping for credit). */
 void sys_guest_write_all(struct sys_harness *h, struct vguest_sock *sock,
 			 const void *data, size_t len, int timeout_ms);
+/* Linux close() from the guest (SHUTDOWN both ways) and the daemon's side
+ * of it: the host sees EOF, the guest gets the RST that ends it. */
+void sys_close_from_guest(struct sys_harness *h, struct vguest_sock *g,
+			  struct host_conn *c);
 /* Wait until the host has len bytes of input, compare, consume. */
 void sys_host_expect(struct sys_harness *h, struct host_conn *c,
 		     const void *data, size_t len, int timeout_ms);

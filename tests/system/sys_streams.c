@@ -307,3 +307,12 @@ void sys_host_expect(struct sys_harness *h, struct host_conn *c,
 	CHECKF(memcmp(host_in_data(c), data, len) == 0, "%s: wrong bytes received", c->name);
 	host_in_consume(c, len);
 }
+
+void sys_close_from_guest(struct sys_harness *h, struct vguest_sock *g,
+			  struct host_conn *c)
+{
+	CHECK(vguest_close(g) == 0);
+	WAIT_FOR(h, 3000, host_peer_closed(c));
+	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
+	CHECKF(g->reset_received, "guest close was not answered with RST");
+}
