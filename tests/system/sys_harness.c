@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------ */
@@ -105,6 +107,18 @@ void sys_guest_drop(struct sys_harness *h, struct vguest *vg)
 	if (h->vg == vg)
 		h->vg = NULL;
 	vguest_destroy(vg);
+}
+
+int sys_vhost_connect_raw(struct sys_harness *h)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	CHECK(fd >= 0);
+	snprintf(address.sun_path, sizeof(address.sun_path), "%s", h->vhost_path);
+	CHECKF(connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0,
+	       "connect %s: %s", h->vhost_path, strerror(errno));
+	return fd;
 }
 
 void sys_setup(struct sys_harness *h)

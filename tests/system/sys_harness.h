@@ -231,6 +231,10 @@ void sys_guest_drop(struct sys_harness *h, struct vguest *vg);
 void sys_copy_executable(struct sys_harness *h, const char *path, char *out,
 			 size_t out_size);
 
+/* A frontend without a guest: a blocking connection to the daemon's
+ * vhost-user socket, for tests that write raw messages. */
+int sys_vhost_connect_raw(struct sys_harness *h);
+
 /* Daemon + default guest. */
 void sys_setup(struct sys_harness *h);
 /* True while the daemon's stderr is open (some process alive). */

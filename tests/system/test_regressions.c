@@ -252,7 +252,6 @@ static bool raw_vhost_reply(struct sys_harness *h, int fd, struct vhost_user_hea
  * drops the frontend. */
 static void test_requests_before_owner(struct sys_harness *h)
 {
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	struct vhost_user_header header = { .request = VHOST_USER_GET_FEATURES,
 					    .flags = VHOST_USER_VERSION };
 	struct {
@@ -270,10 +269,7 @@ static void test_requests_before_owner(struct sys_harness *h)
 	int fd;
 
 	sys_start_daemon(h, NULL);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(fd >= 0);
-	snprintf(address.sun_path, sizeof(address.sun_path), "%s", h->vhost_path);
-	CHECK(connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0);
+	fd = sys_vhost_connect_raw(h);
 	CHECK(send(fd, &header, sizeof(header), MSG_NOSIGNAL) == sizeof(header));
 	CHECKF(raw_vhost_reply(h, fd, &reply, &payload), "GET_FEATURES before "
 	       "SET_OWNER was not answered");

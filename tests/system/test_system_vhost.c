@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "test_system.h"
@@ -67,17 +66,12 @@ void test_vhost_oversized_message(struct sys_harness *h)
 void test_vhost_garbage_first(struct sys_harness *h)
 {
 	static const uint8_t header[12] = { 99, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	struct pollfd pfd;
 	char byte;
 	int fd;
 
 	sys_start_daemon(h, NULL);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(fd >= 0);
-	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", h->vhost_path);
-	CHECKF(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0, "connect: %s",
-	       strerror(errno));
+	fd = sys_vhost_connect_raw(h);
 	CHECK(send(fd, header, sizeof(header), MSG_NOSIGNAL) == (ssize_t)sizeof(header));
 	pfd.fd = fd;
 	pfd.events = POLLIN;
