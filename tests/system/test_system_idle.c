@@ -3,8 +3,8 @@
  * burn CPU while it waits for guest credit, RX buffers, a host that does
  * not read, or a handshake that never finishes.
  *
- * Owns: these scenarios (all ALONE where CPU is measured,
- * test_system.def). Never: depends on another scenario's state.
+ * Owns: these scenarios; the three that measure the daemon's CPU run
+ * ALONE (test_system.def). Never: depends on another scenario's state.
  */
 #include <inttypes.h>
 #include <stdio.h>
