@@ -10,6 +10,11 @@
  * PASS/FAIL line each).
  * Never: sleeps to synchronise. Every wait is poll() with a bound taken
  * from the test's deadline; every wait can fail the test.
+ *
+ * Files: sys_harness.c (time, guests, the poll loop), sys_daemon.c (the
+ * daemon process, its log and counters), sys_host.c (host clients and
+ * listeners), sys_streams.c (patterns, checked transfers), sys_runner.c
+ * (sys_main, sys_fail); sys_harness_internal.h between them.
  */
 #ifndef VSOCKMUX_TESTS_SYS_HARNESS_H
 #define VSOCKMUX_TESTS_SYS_HARNESS_H
@@ -151,6 +156,35 @@ struct sys_test {
 	void (*run)(struct sys_harness *h);
 	int timeout_s;
 };
+
+/*
+ * Scenario lists. A program's scenarios are one file, PROGRAM.def, and
+ * nothing else names them: one line per scenario,
+ *   SCENARIO(name, deadline_s, timeout_s, mode)
+ * name      the scenario: the meson test, what `--list` prints and what
+ *           the program takes as an argument; test_<name> runs it
+ * deadline_s the test's own deadline (sys_test.timeout_s: every wait is
+ *           capped by it, the watchdog fires 20 s after it)
+ * timeout_s meson's timeout for the test (the valgrind suite: 4 times it)
+ * mode      ALONE (never beside another test: rates, CPU or memory are
+ *           measured) or PARALLEL
+ * The C table is the lines expanded by SYS_SCENARIO_ENTRY:
+ *   static const struct sys_test tests[] = {
+ *   #define SCENARIO SYS_SCENARIO_ENTRY
+ *   #include "test_x.def"
+ *   #undef SCENARIO
+ *   };
+ * and tests/system/meson.build reads the same lines (every line that
+ * starts with "SCENARIO(", so comments go on lines of their own). A line
+ * without its function, or a static test_ function without its line, does
+ * not build.
+ */
+#define SYS_SCENARIO_ENTRY(name, deadline_s, timeout_s, mode) \
+	{ #name, test_##name, deadline_s },
+/* Prototypes of the scenario functions, for a program in several files. */
+#define SYS_SCENARIO_PROTOTYPE(name, deadline_s, timeout_s, mode) \
+	void test_##name(struct sys_harness *h);
+
 /* main(): "--list", or test names (none: all). Each test runs in a forked
  * child. Exit status 0 when every selected test passed. */
 int sys_main(int argc, char **argv, const struct sys_test *tests, size_t count);
@@ -196,6 +230,10 @@ void sys_guest_drop(struct sys_harness *h, struct vguest *vg);
  * uid (e.g. under /root). Writes the copy's path into out. */
 void sys_copy_executable(struct sys_harness *h, const char *path, char *out,
 			 size_t out_size);
+
+/* A frontend without a guest: a blocking connection to the daemon's
+ * vhost-user socket, for tests that write raw messages. */
+int sys_vhost_connect_raw(struct sys_harness *h);
 
 /* Daemon + default guest. */
 void sys_setup(struct sys_harness *h);
@@ -306,6 +344,10 @@ void sys_guest_read_exact(struct sys_harness *h, struct vguest_sock *sock,
 /* Send all of data from a guest socket (pumping for credit). */
 void sys_guest_write_all(struct sys_harness *h, struct vguest_sock *sock,
 			 const void *data, size_t len, int timeout_ms);
+/* Linux close() from the guest (SHUTDOWN both ways) and the daemon's side
+ * of it: the host sees EOF, the guest gets the RST that ends it. */
+void sys_close_from_guest(struct sys_harness *h, struct vguest_sock *g,
+			  struct host_conn *c);
 /* Wait until the host has len bytes of input, compare, consume. */
 void sys_host_expect(struct sys_harness *h, struct host_conn *c,
 		     const void *data, size_t len, int timeout_ms);

@@ -338,18 +338,6 @@ static void exchange(struct sys_harness *h, struct host_conn *c, struct vguest_s
 	free(in);
 }
 
-/* Linux close() from the guest: SHUTDOWN both, the daemon answers RST and
- * closes the host socket. */
-static void close_from_guest(struct sys_harness *h, struct vguest_sock *g,
-			     struct host_conn *c)
-{
-	CHECK(vguest_close(g) == 0);
-	WAIT_FOR(h, 3000, host_peer_closed(c));
-	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
-	CHECKF(g->reset_received, "guest close was not answered with RST");
-	host_close(c);
-}
-
 static uint64_t sum_ops(const uint64_t *ops)
 {
 	uint64_t total = 0;
@@ -426,8 +414,10 @@ static void test_counters_exact(struct sys_harness *h)
 	CHECK(host_in_len(refused) == 0);
 	CHECK(vguest_count_packets(h->vg, true, VSOCK_OP_RST, 5555, VGUEST_ANY_PORT) == 1);
 
-	for (int i = 0; i < HOST_CONNS + GUEST_CONNS; i++)
-		close_from_guest(h, hg[i], hc[i]);
+	for (int i = 0; i < HOST_CONNS + GUEST_CONNS; i++) {
+		sys_close_from_guest(h, hg[i], hc[i]);
+		host_close(hc[i]);
+	}
 	host_close(bad);
 	host_close(refused);
 
@@ -1219,7 +1209,8 @@ static void test_hammer_during_bulk(struct sys_harness *h)
 	ctl_run_free(&run);
 
 	guest_stream_remove(h, gs);
-	close_from_guest(h, g, c);
+	sys_close_from_guest(h, g, c);
+	host_close(c);
 	stats = wait_all_closed(h, 5000);
 	EXPECT_U64(stats, "bytes_to_guest", HAMMER_SIZE);
 	EXPECT_U64(stats, "bytes_to_host", HAMMER_SIZE);
@@ -1268,12 +1259,9 @@ static void test_no_daemon(struct sys_harness *h)
 int main(int argc, char **argv)
 {
 	static const struct sys_test tests[] = {
-		{ "counters_exact", test_counters_exact, 60 },
-		{ "json_fields", test_json_fields, 30 },
-		{ "metrics_valid", test_metrics_valid, 30 },
-		{ "unauthorized_refused", test_unauthorized_refused, 30 },
-		{ "hammer_during_bulk", test_hammer_during_bulk, 200 },
-		{ "no_daemon", test_no_daemon, 30 },
+#define SCENARIO SYS_SCENARIO_ENTRY
+#include "test_control.def"
+#undef SCENARIO
 	};
 	return sys_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }

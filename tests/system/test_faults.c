@@ -721,15 +721,9 @@ static void test_log_pipe_closed(struct sys_harness *h)
 }
 
 static const struct sys_test tests[] = {
-	{ "kill_broker_mid_transfer", test_kill_broker_mid_transfer, 15 },
-	{ "kill_muxer_mid_transfer", test_kill_muxer_mid_transfer, 15 },
-	{ "sigstop_muxer_3s", test_sigstop_muxer_3s, 15 },
-	{ "frontend_killed_mid_transfer", test_frontend_killed_mid_transfer, 15 },
-	{ "host_peer_vanishes", test_host_peer_vanishes, 15 },
-	{ "out_of_fds", test_out_of_fds, 15 },
-	{ "log_dev_full", test_log_dev_full, 15 },
-	{ "log_pipe_unread", test_log_pipe_unread, 15 },
-	{ "log_pipe_closed", test_log_pipe_closed, 15 },
+#define SCENARIO SYS_SCENARIO_ENTRY
+#include "test_faults.def"
+#undef SCENARIO
 };
 
 int main(int argc, char **argv)

@@ -404,7 +404,7 @@ static bool credit_step(struct sys_harness *h, struct good *gd, void *opaque)
  * the host is a correct prefix; later packets for the dead pair are
  * no_connection.
  */
-static void test_credit_ignored(struct sys_harness *h)
+static void test_hg_credit_ignored(struct sys_harness *h)
 {
 	struct credit_ctx x = { .conns = 4, .packets = 8 };
 	struct host_listener *hostile = NULL;
@@ -541,7 +541,7 @@ static unsigned flood_answered(struct sys_harness *h, unsigned *responses, unsig
  * daemon's counters add up: new guest connections + refused (no listener,
  * limit) == 10,000, and every RESPONSE is a connection.
  */
-static void test_request_flood(struct sys_harness *h)
+static void test_hg_request_flood(struct sys_harness *h)
 {
 	struct flood_ctx x = { 0 };
 	struct good gd;
@@ -676,14 +676,14 @@ static void run_cid(struct sys_harness *h, bool source)
 
 /* Packets whose src_cid is not the guest's (another guest, the host, 0,
  * 64-bit values) are dropped without a reply: bad_src_cid, one each. */
-static void test_spoofed_src_cid(struct sys_harness *h)
+static void test_hg_spoofed_src_cid(struct sys_harness *h)
 {
 	run_cid(h, true);
 }
 
 /* Packets to a dst_cid other than 2 are dropped without a reply:
  * bad_dst_cid, one each. */
-static void test_bad_dst_cid(struct sys_harness *h)
+static void test_hg_bad_dst_cid(struct sys_harness *h)
 {
 	run_cid(h, false);
 }
@@ -724,7 +724,7 @@ static bool unknown_rw_step(struct sys_harness *h, struct good *gd, void *opaque
 
 /* RW for pairs the daemon never had: each answered with one RST (as Linux
  * does), counted no_connection, one each; nothing reaches a host socket. */
-static void test_rw_unknown_connection(struct sys_harness *h)
+static void test_hg_rw_unknown_connection(struct sys_harness *h)
 {
 	struct unknown_ctx x = { .total = 3000 };
 	static const char *const allowed[] = { "no_connection", NULL };
@@ -800,7 +800,7 @@ static bool badlen_step(struct sys_harness *h, struct good *gd, void *opaque)
  * bad_length one each; a live connection that sends one is reset (the
  * guest gets an RST, the host socket is closed); nothing reaches the host.
  */
-static void test_header_len_beyond_chain(struct sys_harness *h)
+static void test_hg_header_len_beyond_chain(struct sys_harness *h)
 {
 	struct badlen_ctx x = { .total = 2000 };
 	static const char *const allowed[] = { "bad_length", NULL };
@@ -893,7 +893,7 @@ static bool badop_step(struct sys_harness *h, struct good *gd, void *opaque)
  * one each; answered with RST (a live connection is reset, an RST is never
  * answered); no host connection is made.
  */
-static void test_unknown_op_and_type(struct sys_harness *h)
+static void test_hg_unknown_op_and_type(struct sys_harness *h)
 {
 	struct badop_ctx x = { .total = 2000 };
 	static const char *const allowed[] = { "bad_op_or_type", NULL };
@@ -986,7 +986,7 @@ static bool absurd_step(struct sys_harness *h, struct good *gd, void *opaque)
  * connection; the connection is reset). buf_alloc 0 and 2^32-1 are not
  * offences and no drop counter may move for them.
  */
-static void test_absurd_credit_update(struct sys_harness *h)
+static void test_hg_absurd_credit_update(struct sys_harness *h)
 {
 	struct absurd_ctx x = { 0 };
 	static const char *const allowed[] = { "bad_credit", NULL };
@@ -1090,7 +1090,7 @@ static bool shut_step(struct sys_harness *h, struct good *gd, void *opaque)
  * both ways. Then SEND|junk bits: the SEND half acts (the host reads EOF)
  * and it is counted too.
  */
-static void test_shutdown_undefined_flags(struct sys_harness *h)
+static void test_hg_shutdown_undefined_flags(struct sys_harness *h)
 {
 	struct shut_ctx x = { 0 };
 	static const char *const allowed[] = { "bad_shutdown_flags", NULL };
@@ -1176,7 +1176,7 @@ static bool storm_step(struct sys_harness *h, struct good *gd, void *opaque)
  * comes back); every RST is counted in rst_received, those for no
  * connection in rst_unknown; no RST is ever answered.
  */
-static void test_rst_storm(struct sys_harness *h)
+static void test_hg_rst_storm(struct sys_harness *h)
 {
 	struct storm_ctx x = { 0 };
 	static const char *const allowed[] = { "rst_unknown", NULL };
@@ -1233,7 +1233,7 @@ static void test_rst_storm(struct sys_harness *h)
  * allowed. Then buffers come back: both streams complete byte for byte at
  * no less than half the undisturbed rate measured from the resume.
  */
-static void test_rx_starvation(struct sys_harness *h)
+static void test_hg_rx_starvation(struct sys_harness *h)
 {
 	struct good gd;
 	struct snap before, after;
@@ -1321,7 +1321,7 @@ static bool lazy_step(struct sys_harness *h, struct good *gd, void *opaque)
  * connections are unaffected; once the guest reads, every byte is there
  * in order.
  */
-static void test_never_consumes(struct sys_harness *h)
+static void test_hg_never_consumes(struct sys_harness *h)
 {
 	struct lazy_ctx x = { 0 };
 	struct vguest_sock *listener;
@@ -1429,7 +1429,7 @@ static bool chain_step(struct sys_harness *h, struct good *gd, void *opaque)
  * once under its own kind (a chain shorter than a header is a well-formed
  * chain: short_header, not malformed_chain).
  */
-static void test_malformed_chains(struct sys_harness *h)
+static void test_hg_malformed_chains(struct sys_harness *h)
 {
 	static const char *const reasons[] = { "chain_outside_memory", "chain_loop",
 					       "chain_bad_index", "chain_bad_indirect",
@@ -1528,7 +1528,7 @@ static bool rx_step(struct sys_harness *h, struct good *gd, void *opaque)
  * counted under its own key (and malformed_chain for the malformed ones;
  * a short one is rx_buffer_too_small).
  */
-static void test_malformed_rx_buffers(struct sys_harness *h)
+static void test_hg_malformed_rx_buffers(struct sys_harness *h)
 {
 	static const char *const reasons[] = { "chain_wrong_direction",
 					       "rx_buffer_too_small", "chain_outside_memory",
@@ -1611,7 +1611,7 @@ static void expect_stalled(struct sys_harness *h, const uint64_t *received,
  * delivered so far is exact), avail_index_jump is counted once per jump,
  * both processes stay up, and a new frontend gets working connections.
  */
-static void test_avail_index_jump(struct sys_harness *h)
+static void test_hg_avail_index_jump(struct sys_harness *h)
 {
 	struct good gd;
 	struct snap before, after;
@@ -1738,7 +1738,7 @@ static void make_overlap(struct vguest *vg, uint64_t *desc, uint64_t *avail,
 		*desc = *avail & ~15ull;
 }
 
-static void test_used_ring_overlaps_descriptors(struct sys_harness *h)
+static void test_hg_used_ring_overlaps_descriptors(struct sys_harness *h)
 {
 	run_bad_vring_addr(h, "overlapping rings", make_overlap, 3);
 }
@@ -1759,7 +1759,7 @@ static void make_outside(struct vguest *vg, uint64_t *desc, uint64_t *avail,
 		*desc = UINT64_MAX - 4095;
 }
 
-static void test_vring_addr_outside_memory(struct sys_harness *h)
+static void test_hg_vring_addr_outside_memory(struct sys_harness *h)
 {
 	run_bad_vring_addr(h, "rings outside memory", make_outside, 4);
 }
@@ -1788,7 +1788,7 @@ static void vring_enable(struct sys_harness *h, unsigned index, unsigned enable)
  * unmapped old mapping and died of SIGSEGV (both processes gone); fixed
  * in daemon/vhost_user.c handle_set_mem_table.
  */
-static void test_mem_table_while_ring_stopped(struct sys_harness *h)
+static void test_hg_mem_table_while_ring_stopped(struct sys_harness *h)
 {
 	struct good gd;
 	struct snap before, after;
@@ -1839,24 +1839,9 @@ static void test_mem_table_while_ring_stopped(struct sys_harness *h)
 }
 
 static const struct sys_test tests[] = {
-	{ "hg_credit_ignored", test_credit_ignored, 60 },
-	{ "hg_request_flood", test_request_flood, 90 },
-	{ "hg_spoofed_src_cid", test_spoofed_src_cid, 60 },
-	{ "hg_bad_dst_cid", test_bad_dst_cid, 60 },
-	{ "hg_rw_unknown_connection", test_rw_unknown_connection, 60 },
-	{ "hg_header_len_beyond_chain", test_header_len_beyond_chain, 60 },
-	{ "hg_unknown_op_and_type", test_unknown_op_and_type, 60 },
-	{ "hg_absurd_credit_update", test_absurd_credit_update, 60 },
-	{ "hg_shutdown_undefined_flags", test_shutdown_undefined_flags, 60 },
-	{ "hg_rst_storm", test_rst_storm, 60 },
-	{ "hg_rx_starvation", test_rx_starvation, 60 },
-	{ "hg_never_consumes", test_never_consumes, 60 },
-	{ "hg_malformed_chains", test_malformed_chains, 60 },
-	{ "hg_malformed_rx_buffers", test_malformed_rx_buffers, 60 },
-	{ "hg_avail_index_jump", test_avail_index_jump, 60 },
-	{ "hg_used_ring_overlaps_descriptors", test_used_ring_overlaps_descriptors, 60 },
-	{ "hg_vring_addr_outside_memory", test_vring_addr_outside_memory, 60 },
-	{ "hg_mem_table_while_ring_stopped", test_mem_table_while_ring_stopped, 60 },
+#define SCENARIO SYS_SCENARIO_ENTRY
+#include "test_hostile_guest.def"
+#undef SCENARIO
 };
 
 int main(int argc, char **argv)

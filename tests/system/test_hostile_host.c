@@ -453,7 +453,7 @@ static void raw_poll(struct pollfd *pfds, const int *fds, size_t count)
  * backlog when the first batch timed out, after 5 s, and its OK with the
  * second, after 10 s.)
  */
-static void test_stall_5000(struct sys_harness *h)
+static void test_hostile_host_stall_5000(struct sys_harness *h)
 {
 	static const char *const args[] = { "--log-level", "info", NULL };
 	int *fds = calloc(STALL_CLIENTS, sizeof(*fds));
@@ -656,7 +656,7 @@ struct bad_line {
  * client is closed by the daemon without a byte (no OK, no REQUEST to the
  * guest), promptly, and counted as refused_bad_connect_line.
  */
-static void test_bad_lines(struct sys_harness *h)
+static void test_hostile_host_bad_lines(struct sys_harness *h)
 {
 	static const char *const args[] = { "--log-level", "info", NULL };
 	static char overlong_blanks[4096 + 16], overlong_zeros[64], binary[256];
@@ -813,7 +813,7 @@ static void churn_guest_work(struct churn_guest *cg)
  * there for its OK, a connection from host), every other one
  * refused_guest_refused.
  */
-static void test_connect_close_10000(struct sys_harness *h)
+static void test_hostile_host_connect_close_10000(struct sys_harness *h)
 {
 	static const char *const args[] = { "--log-level", "info", NULL };
 	Vsockmux__Control__Response *response, *before_response;
@@ -1139,7 +1139,7 @@ static void burst_guest_work(struct vguest_sock *listener, struct burst_guest_so
  * on both ends) or is closed without a word; none waits beyond the bound,
  * and the stats count exactly that many connections and refusals.
  */
-static void test_simultaneous_2000(struct sys_harness *h)
+static void test_hostile_host_simultaneous_2000(struct sys_harness *h)
 {
 	static const char *const args[] = { "--log-level", "info", NULL };
 	struct burst_guest_sock *gsocks = calloc(2 * BURST_CLIENTS, sizeof(*gsocks));
@@ -1302,7 +1302,7 @@ static void control_expect_close(struct sys_harness *h, struct good *g, int fd,
  * closed (at the 5 s client timeout, or earlier to make room for new
  * clients); a good client's stats queries are answered all along.
  */
-static void test_control_hostile(struct sys_harness *h)
+static void test_hostile_host_control(struct sys_harness *h)
 {
 	static const uint8_t garbage[] = { 0, 0, 0, 12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 					   0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
@@ -1410,11 +1410,9 @@ static void test_control_hostile(struct sys_harness *h)
 }
 
 static const struct sys_test tests[] = {
-	{ "hostile_host_stall_5000", test_stall_5000, 40 },
-	{ "hostile_host_bad_lines", test_bad_lines, 40 },
-	{ "hostile_host_connect_close_10000", test_connect_close_10000, 40 },
-	{ "hostile_host_simultaneous_2000", test_simultaneous_2000, 40 },
-	{ "hostile_host_control", test_control_hostile, 40 },
+#define SCENARIO SYS_SCENARIO_ENTRY
+#include "test_hostile_host.def"
+#undef SCENARIO
 };
 
 int main(int argc, char **argv)

@@ -278,13 +278,9 @@ static void test_unprivileged_start(struct sys_harness *h)
 int main(int argc, char **argv)
 {
 	static const struct sys_test tests[] = {
-		{ "cli_usage_errors", test_cli_usage_errors, 30 },
-		{ "stale_sockets_replaced", test_stale_sockets_replaced, 30 },
-		{ "live_socket_not_stolen", test_live_socket_not_stolen, 30 },
-		{ "process_names", test_process_names, 30 },
-		{ "max_connections", test_max_connections, 30 },
-		{ "no_sandbox_clean_exit", test_no_sandbox_clean_exit, 30 },
-		{ "unprivileged_start", test_unprivileged_start, 30 },
+#define SCENARIO SYS_SCENARIO_ENTRY
+#include "test_lifecycle.def"
+#undef SCENARIO
 	};
 	return sys_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }

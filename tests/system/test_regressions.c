@@ -252,7 +252,6 @@ static bool raw_vhost_reply(struct sys_harness *h, int fd, struct vhost_user_hea
  * drops the frontend. */
 static void test_requests_before_owner(struct sys_harness *h)
 {
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	struct vhost_user_header header = { .request = VHOST_USER_GET_FEATURES,
 					    .flags = VHOST_USER_VERSION };
 	struct {
@@ -270,10 +269,7 @@ static void test_requests_before_owner(struct sys_harness *h)
 	int fd;
 
 	sys_start_daemon(h, NULL);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(fd >= 0);
-	snprintf(address.sun_path, sizeof(address.sun_path), "%s", h->vhost_path);
-	CHECK(connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0);
+	fd = sys_vhost_connect_raw(h);
 	CHECK(send(fd, &header, sizeof(header), MSG_NOSIGNAL) == sizeof(header));
 	CHECKF(raw_vhost_reply(h, fd, &reply, &payload), "GET_FEATURES before "
 	       "SET_OWNER was not answered");
@@ -618,19 +614,9 @@ static void test_bad_input_log_ratelimited(struct sys_harness *h)
 }
 
 static const struct sys_test tests[] = {
-	{ "stop_cont_keeps_rx_buffers", test_stop_cont_keeps_rx_buffers, 60 },
-	{ "memory_larger_than_file", test_memory_larger_than_file, 30 },
-	{ "blocking_call_fds", test_blocking_call_fds, 60 },
-	{ "rx_chains_16_segments", test_rx_chains_16_segments, 60 },
-	{ "rx_chains_64_segments", test_rx_chains_64_segments, 60 },
-	{ "nofd_kick_refused", test_nofd_kick_refused, 30 },
-	{ "requests_before_owner", test_requests_before_owner, 30 },
-	{ "live_mem_table_keeps_connections", test_live_mem_table_keeps_connections, 60 },
-	{ "request_flood_without_rx_buffers", test_request_flood_without_rx_buffers, 90 },
-	{ "host_clients_while_muxer_stopped", test_host_clients_while_muxer_stopped, 90 },
-	{ "tx_budget_bounds_memory", test_tx_budget_bounds_memory, 120 },
-	{ "half_open_host_clients_capped", test_half_open_host_clients_capped, 60 },
-	{ "bad_input_log_ratelimited", test_bad_input_log_ratelimited, 60 },
+#define SCENARIO SYS_SCENARIO_ENTRY
+#include "test_regressions.def"
+#undef SCENARIO
 };
 
 int main(int argc, char **argv)

@@ -506,7 +506,9 @@ static void test_soak(struct sys_harness *h)
 }
 
 static struct sys_test tests[] = {
-	{ "soak", test_soak, 0 },
+#define SCENARIO SYS_SCENARIO_ENTRY
+#include "test_soak.def"
+#undef SCENARIO
 };
 
 int main(int argc, char **argv)
