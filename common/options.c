@@ -33,6 +33,7 @@ enum option_id {
 	OPTION_MAX_HOST_HANDSHAKES,
 	OPTION_TX_BUFFER_BUDGET,
 	OPTION_LOG_LEVEL,
+	OPTION_CONNECT_REPLY,
 	OPTION_USER,
 	OPTION_CONTROL_SOCKET,
 	OPTION_SANDBOX_DEBUG,
@@ -51,6 +52,7 @@ static const struct option long_options[] = {
 	{ "max-host-handshakes", required_argument, NULL, OPTION_MAX_HOST_HANDSHAKES },
 	{ "tx-buffer-budget", required_argument, NULL, OPTION_TX_BUFFER_BUDGET },
 	{ "log-level", required_argument, NULL, OPTION_LOG_LEVEL },
+	{ "connect-reply", required_argument, NULL, OPTION_CONNECT_REPLY },
 	{ "user", required_argument, NULL, OPTION_USER },
 	{ "control-socket", required_argument, NULL, OPTION_CONTROL_SOCKET },
 	{ "sandbox-debug", no_argument, NULL, OPTION_SANDBOX_DEBUG },
@@ -66,6 +68,7 @@ static void print_help(void)
 	       "                 [--tx-buffer-size BYTES] [--queue-size N]\n"
 	       "                 [--max-connections N] [--max-host-handshakes N]\n"
 	       "                 [--tx-buffer-budget BYTES] [--log-level error|warn|info|debug]\n"
+	       "                 [--connect-reply host-port|guest-port]\n"
 	       "                 [--control-socket PATH] [--user NAME]\n"
 	       "                 [--sandbox-debug] [--no-sandbox]\n"
 	       "\n"
@@ -87,6 +90,10 @@ static void print_help(void)
 	       "                         hold in the daemon (default %llu); under pressure\n"
 	       "                         connections are offered less credit\n"
 	       "  --log-level LEVEL      error, warn, info (default) or debug\n"
+	       "  --connect-reply MODE   what a host client reads after CONNECT: host-port\n"
+	       "                         (default; \"OK <our local port>\", as Firecracker\n"
+	       "                         and cloud-hypervisor) or guest-port (\"OK <the\n"
+	       "                         port asked for>\", as vhost-device-vsock)\n"
 	       "  --control-socket PATH  vsockctl's socket (default: HOST_UDS_PATH.ctl)\n"
 	       "  --user NAME            run both processes as NAME when started as root\n"
 	       "                         (default: vsockmux if it exists, else nobody)\n"
@@ -207,6 +214,14 @@ enum options_result options_parse(int argc, char **argv,
 		case OPTION_LOG_LEVEL:
 			if (log_parse_level(optarg, &options->log_level) < 0)
 				return usage_error("invalid --log-level '%s': expected error, warn, info or debug", optarg);
+			break;
+		case OPTION_CONNECT_REPLY:
+			if (strcmp(optarg, "host-port") == 0)
+				options->connect_reply = CONNECT_REPLY_HOST_PORT;
+			else if (strcmp(optarg, "guest-port") == 0)
+				options->connect_reply = CONNECT_REPLY_GUEST_PORT;
+			else
+				return usage_error("invalid --connect-reply '%s': expected host-port or guest-port", optarg);
 			break;
 		case OPTION_USER:
 			if (optarg[0] == '\0')

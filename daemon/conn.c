@@ -646,7 +646,10 @@ static enum conn_fate accept_guest_response(struct muxer *muxer, struct conn *co
 		return reset_unexpected(muxer, conn, VSOCK_OP_RESPONSE);
 	deadline_cancel(&muxer->deadlines, &conn->deadline);
 	conn->state = CONN_ESTABLISHED;
-	length = snprintf(reply, sizeof(reply), "OK %" PRIu32 "\n", conn->local_port);
+	/* one write, before any guest data can reach the socket */
+	length = snprintf(reply, sizeof(reply), "OK %" PRIu32 "\n",
+			  muxer->options->connect_reply == CONNECT_REPLY_GUEST_PORT ?
+			  conn->peer_port : conn->local_port);
 	if (send(conn->host_fd, reply, (size_t)length, MSG_NOSIGNAL | MSG_DONTWAIT) !=
 	    length) {
 		muxer->stats.host_gone_before_ok++;

@@ -16,6 +16,12 @@
 #define OPTIONS_DEFAULT_MAX_HOST_HANDSHAKES 128u
 #define OPTIONS_DEFAULT_TX_BUFFER_BUDGET (32ull * 1024u * 1024u)
 
+/* What follows "OK " in the reply to a host client's CONNECT line. */
+enum connect_reply {
+	CONNECT_REPLY_HOST_PORT,   /* our local port (Firecracker, cloud-hypervisor) */
+	CONNECT_REPLY_GUEST_PORT,  /* the guest port it asked for (vhost-device-vsock) */
+};
+
 struct vsockmuxd_options {
 	uint64_t guest_cid;
 	const char *socket_path;     /* --socket: vhost-user listener */
@@ -27,6 +33,7 @@ struct vsockmuxd_options {
 	uint32_t max_host_handshakes; /* host clients still sending CONNECT */
 	uint64_t tx_buffer_budget;   /* guest->host bytes all connections may
 					have buffered or in flight together */
+	enum connect_reply connect_reply; /* --connect-reply */
 	enum log_level log_level;
 	const char *control_socket_path; /* --control-socket, default
 					    "<uds-path>.ctl" */

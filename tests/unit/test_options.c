@@ -33,6 +33,7 @@ static void test_minimal_command_line_gets_defaults(void **state)
 	assert_int_equal(options.queue_size, OPTIONS_DEFAULT_QUEUE_SIZE);
 	assert_int_equal(options.max_connections, 4096);
 	assert_int_equal(options.log_level, LOG_LEVEL_INFO);
+	assert_int_equal(options.connect_reply, CONNECT_REPLY_HOST_PORT);
 }
 
 static void test_all_options(void **state)
@@ -40,7 +41,7 @@ static void test_all_options(void **state)
 	char *argv[] = { "vsockmuxd", "--guest-cid=4294967294", "--socket", "a",
 			 "--uds-path", "b", "--tx-buffer-size", "65536",
 			 "--queue-size", "256", "--max-connections", "10",
-			 "--log-level", "debug" };
+			 "--log-level", "debug", "--connect-reply", "guest-port" };
 	struct vsockmuxd_options options;
 	(void)state;
 	assert_int_equal(parse(ARGC(argv), argv, &options), OPTIONS_OK);
@@ -49,6 +50,7 @@ static void test_all_options(void **state)
 	assert_int_equal(options.queue_size, 256);
 	assert_int_equal(options.max_connections, 10);
 	assert_int_equal(options.log_level, LOG_LEVEL_DEBUG);
+	assert_int_equal(options.connect_reply, CONNECT_REPLY_GUEST_PORT);
 }
 
 static void expect_usage_error(char **argv, int argc)
@@ -66,7 +68,8 @@ static void test_bad_values_are_usage_errors(void **state)
 		{ "--tx-buffer-size", "99999999999" }, { "--queue-size", "100" },
 		{ "--queue-size", "2048" }, { "--queue-size", "0" },
 		{ "--max-connections", "0" }, { "--max-connections", "2000000" },
-		{ "--log-level", "loud" },
+		{ "--log-level", "loud" }, { "--connect-reply", "local" },
+		{ "--connect-reply", "" },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
