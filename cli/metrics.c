@@ -150,6 +150,7 @@ static void global_metrics(FILE *out, const ControlStats *stats)
 		{ "bad_connect_line", stats->refused_bad_connect_line },
 		{ "handshake_timeout", stats->refused_handshake_timeout },
 		{ "handshake_limit", stats->refused_handshake_limit },
+		{ "permission_denied", stats->refused_permission_denied },
 	};
 	size_t index;
 	unsigned kind, bit;

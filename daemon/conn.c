@@ -999,6 +999,31 @@ void conn_on_host_event(struct muxer *muxer, struct conn *conn, uint32_t events)
 	}
 }
 
+/* The broker could not connect a guest's REQUEST: say why, as exactly as
+ * the errno allows, and RST the guest. */
+static void refuse_broker_connect(struct muxer *muxer, struct conn *conn, int error)
+{
+	if (error == EACCES || error == EPERM) {
+		muxer->stats.refused[REFUSED_PERMISSION_DENIED]++;
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
+				"guest connect from port %" PRIu32 " to %" PRIu32
+				" refused: permission denied on %s_%" PRIu32 " (the daemon's "
+				"user may not connect to it: give the socket a group that "
+				"user is in and mode 0660, or mode 0666)",
+				conn->peer_port, conn->local_port, muxer->options->uds_path,
+				conn->local_port);
+		conn_reset(muxer, conn, "permission denied on the host listener");
+		return;
+	}
+	/* out of descriptors (here or in the broker): the fd limit */
+	muxer->stats.refused[error == EMFILE || error == ENFILE ? REFUSED_LIMIT :
+			     REFUSED_NO_HOST_LISTENER]++;
+	log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
+			"guest connect from port %" PRIu32 " to %" PRIu32 " refused: %s",
+			conn->peer_port, conn->local_port, strerror(error));
+	conn_reset(muxer, conn, "no host listener");
+}
+
 void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 			    int error, int fd)
 {
@@ -1030,16 +1055,9 @@ void conn_on_broker_connect(struct muxer *muxer, uint32_t request_id,
 		return;
 	}
 	if (error != 0 || fd < 0) {
-		/* out of descriptors (here or in the broker): the fd limit */
-		muxer->stats.refused[error == EMFILE || error == ENFILE ? REFUSED_LIMIT :
-				     REFUSED_NO_HOST_LISTENER]++;
-		log_ratelimited(&muxer->conn_log, LOG_LEVEL_INFO,
-				"guest connect from port %" PRIu32 " to %" PRIu32
-				" refused: %s",
-				conn->peer_port, conn->local_port, strerror(error));
 		if (fd >= 0)
 			close(fd);
-		conn_reset(muxer, conn, "no host listener");
+		refuse_broker_connect(muxer, conn, error);
 		return;
 	}
 	deadline_cancel(&muxer->deadlines, &conn->deadline);

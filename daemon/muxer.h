@@ -71,6 +71,7 @@ enum muxer_refusal_reason {
 	REFUSED_BAD_CONNECT_LINE,
 	REFUSED_HANDSHAKE_TIMEOUT,
 	REFUSED_HANDSHAKE_LIMIT,
+	REFUSED_PERMISSION_DENIED,   /* the host listener is not ours to connect to */
 	REFUSED_REASON_COUNT,
 };
 

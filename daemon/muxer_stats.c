@@ -138,6 +138,7 @@ static int pack_stats(const struct muxer *muxer, bool include_connections,
 	stats.refused_bad_connect_line = counters->refused[REFUSED_BAD_CONNECT_LINE];
 	stats.refused_handshake_timeout = counters->refused[REFUSED_HANDSHAKE_TIMEOUT];
 	stats.refused_handshake_limit = counters->refused[REFUSED_HANDSHAKE_LIMIT];
+	stats.refused_permission_denied = counters->refused[REFUSED_PERMISSION_DENIED];
 	stats.handshakes_current = muxer->handshakes_in_progress;
 	stats.host_accept_pauses = counters->host_accept_pauses;
 	stats.host_gone_before_ok = counters->host_gone_before_ok;

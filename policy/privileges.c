@@ -177,6 +177,12 @@ int privileges_plan(const char *user_name, struct privilege_plan *plan)
 	if (found > 0 && !user_name) {
 		name = FALLBACK_USER;
 		found = lookup_user(name, &plan->uid, &plan->gid);
+		if (found == 0)
+			log_warn("no user %s: running as %s; guest connects reach only host "
+				 "listeners that %s may connect to (mode 0666), else they are "
+				 "refused as permission_denied; create user %s or pass --user",
+				 PRIVILEGES_DEFAULT_USER, FALLBACK_USER, FALLBACK_USER,
+				 PRIVILEGES_DEFAULT_USER);
 	}
 	if (found < 0)
 		return -1;
