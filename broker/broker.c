@@ -100,6 +100,7 @@ struct broker {
 
 	struct log_ratelimit accept_log;  /* accept4 failures */
 	struct log_ratelimit send_log;    /* hand-overs the muxer did not get */
+	struct log_ratelimit policy_log;  /* connects --allow-guest-ports forbids */
 };
 
 
@@ -391,7 +392,7 @@ static void reply_to_connect(struct broker *broker, uint32_t request_id,
 	}
 	if (broker->queued_count == MAX_QUEUED_REPLIES) {
 		log_ratelimited(&broker->send_log, LOG_LEVEL_WARN,
-				"%d ConnectReplies already queued for the muxer; dropping one",
+				"%u ConnectReplies already queued for the muxer; dropping one",
 				MAX_QUEUED_REPLIES);
 		if (fd >= 0)
 			close(fd);
@@ -528,6 +529,15 @@ static int handle_connect_request(void *context, const IpcEnvelope *envelope,
 	int fd;
 
 	(void)attached_fd;
+	/* The muxer filters these out already; the broker holds the privilege,
+	 * so it checks again and never trusts the muxer's word. */
+	if (!port_list_allows(&broker->options->allow_guest_ports, request->port)) {
+		log_ratelimited(&broker->policy_log, LOG_LEVEL_WARN,
+				"muxer asked for a connect to port %" PRIu32
+				", which --allow-guest-ports forbids; refused", request->port);
+		reply_to_connect(broker, request->request_id, IPC_CONNECT_NOT_ALLOWED, -1);
+		return BROKER_RUNNING;
+	}
 	fd = connect_to_port(broker, request->port, &error);
 	log_debug("connect request %" PRIu32 " to %s_%" PRIu32 ": %s",
 		  request->request_id, broker->options->uds_path, request->port,

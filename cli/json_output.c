@@ -128,6 +128,8 @@ static json_object *stats_object(struct json_builder *builder,
 	add_u64(builder, object, "refused_handshake_limit", stats->refused_handshake_limit);
 	add_u64(builder, object, "refused_permission_denied",
 		stats->refused_permission_denied);
+	add_u64(builder, object, "refused_policy_guest", stats->refused_policy_guest);
+	add_u64(builder, object, "refused_policy_host", stats->refused_policy_host);
 	add_u64(builder, object, "handshakes_current", stats->handshakes_current);
 	add_u64(builder, object, "host_accept_pauses", stats->host_accept_pauses);
 	add_u64(builder, object, "tx_buffered_bytes", stats->tx_buffered_bytes);

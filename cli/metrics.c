@@ -151,6 +151,8 @@ static void global_metrics(FILE *out, const ControlStats *stats)
 		{ "handshake_timeout", stats->refused_handshake_timeout },
 		{ "handshake_limit", stats->refused_handshake_limit },
 		{ "permission_denied", stats->refused_permission_denied },
+		{ "policy_guest", stats->refused_policy_guest },
+		{ "policy_host", stats->refused_policy_host },
 	};
 	size_t index;
 	unsigned kind, bit;

@@ -286,6 +286,8 @@ int render_stats(FILE *out, const ControlStats *stats)
 	failed |= add_count(&table, "  handshake_timeout", stats->refused_handshake_timeout);
 	failed |= add_count(&table, "  handshake_limit", stats->refused_handshake_limit);
 	failed |= add_count(&table, "  permission_denied", stats->refused_permission_denied);
+	failed |= add_count(&table, "  policy_guest", stats->refused_policy_guest);
+	failed |= add_count(&table, "  policy_host", stats->refused_policy_host);
 	failed |= add_heading(&table, "host handshakes");
 	failed |= add_count(&table, "  in progress", stats->handshakes_current);
 	failed |= add_count(&table, "  accept pauses", stats->host_accept_pauses);

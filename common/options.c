@@ -34,6 +34,8 @@ enum option_id {
 	OPTION_TX_BUFFER_BUDGET,
 	OPTION_LOG_LEVEL,
 	OPTION_CONNECT_REPLY,
+	OPTION_ALLOW_GUEST_PORTS,
+	OPTION_ALLOW_HOST_PORTS,
 	OPTION_USER,
 	OPTION_CONTROL_SOCKET,
 	OPTION_SANDBOX_DEBUG,
@@ -53,6 +55,8 @@ static const struct option long_options[] = {
 	{ "tx-buffer-budget", required_argument, NULL, OPTION_TX_BUFFER_BUDGET },
 	{ "log-level", required_argument, NULL, OPTION_LOG_LEVEL },
 	{ "connect-reply", required_argument, NULL, OPTION_CONNECT_REPLY },
+	{ "allow-guest-ports", required_argument, NULL, OPTION_ALLOW_GUEST_PORTS },
+	{ "allow-host-ports", required_argument, NULL, OPTION_ALLOW_HOST_PORTS },
 	{ "user", required_argument, NULL, OPTION_USER },
 	{ "control-socket", required_argument, NULL, OPTION_CONTROL_SOCKET },
 	{ "sandbox-debug", no_argument, NULL, OPTION_SANDBOX_DEBUG },
@@ -69,6 +73,7 @@ static void print_help(void)
 	       "                 [--max-connections N] [--max-host-handshakes N]\n"
 	       "                 [--tx-buffer-budget BYTES] [--log-level error|warn|info|debug]\n"
 	       "                 [--connect-reply host-port|guest-port]\n"
+	       "                 [--allow-guest-ports LIST] [--allow-host-ports LIST]\n"
 	       "                 [--control-socket PATH] [--user NAME]\n"
 	       "                 [--sandbox-debug] [--no-sandbox]\n"
 	       "\n"
@@ -94,6 +99,10 @@ static void print_help(void)
 	       "                         (default; \"OK <our local port>\", as Firecracker\n"
 	       "                         and cloud-hypervisor) or guest-port (\"OK <the\n"
 	       "                         port asked for>\", as vhost-device-vsock)\n"
+	       "  --allow-guest-ports LIST  host ports the guest may connect to, e.g.\n"
+	       "                         \"22,1024-2047\" (default: all); others get an RST\n"
+	       "  --allow-host-ports LIST  guest ports host clients may CONNECT to\n"
+	       "                         (default: all); others are closed unanswered\n"
 	       "  --control-socket PATH  vsockctl's socket (default: HOST_UDS_PATH.ctl)\n"
 	       "  --user NAME            run both processes as NAME when started as root\n"
 	       "                         (default: vsockmux if it exists, else nobody)\n"
@@ -223,6 +232,19 @@ enum options_result options_parse(int argc, char **argv,
 			else
 				return usage_error("invalid --connect-reply '%s': expected host-port or guest-port", optarg);
 			break;
+		case OPTION_ALLOW_GUEST_PORTS:
+		case OPTION_ALLOW_HOST_PORTS: {
+			const char *why = NULL;
+			struct port_list *list = option == OPTION_ALLOW_GUEST_PORTS ?
+						 &options->allow_guest_ports :
+						 &options->allow_host_ports;
+			if (port_list_parse(optarg, list, &why) < 0)
+				return usage_error("invalid %s '%s': %s",
+						   option == OPTION_ALLOW_GUEST_PORTS ?
+						   "--allow-guest-ports" : "--allow-host-ports",
+						   optarg, why);
+			break;
+		}
 		case OPTION_USER:
 			if (optarg[0] == '\0')
 				return usage_error("--user needs a user name");

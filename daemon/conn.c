@@ -37,6 +37,7 @@
 #include "rx_buffers.h"
 #include "muxer.h"
 #include "vsockmux/iov.h"
+#include "vsockmux/ipc.h"
 #include "vsockmux/log.h"
 #include "vsockmux/tag.h"
 
@@ -554,6 +555,11 @@ static void open_guest_connection(struct muxer *muxer, const struct vsock_header
 {
 	struct conn *conn;
 
+	if (!port_list_allows(&muxer->options->allow_guest_ports, header->dst_port)) {
+		refuse_guest_request(muxer, header, REFUSED_POLICY_GUEST,
+				     "port not in --allow-guest-ports");
+		return;
+	}
 	if (muxer->connects_in_flight >= VSOCKMUX_MAX_CONNECTS_IN_FLIGHT) {
 		refuse_guest_request(muxer, header, REFUSED_LIMIT,
 				     "too many connects waiting for the broker");
@@ -957,6 +963,13 @@ static void read_handshake(struct muxer *muxer, struct conn *conn)
 			return;
 		}
 		if (status == CONNECT_CMD_DONE) {
+			if (!port_list_allows(&muxer->options->allow_host_ports, port)) {
+				char why[64];
+				snprintf(why, sizeof(why), "guest port %" PRIu32
+					 " not in --allow-host-ports", port);
+				refuse_host_client(muxer, conn, REFUSED_POLICY_HOST, why);
+				return;
+			}
 			conn->peer_port = port;
 			conn->local_port = conn_table_allocate_local_port(&muxer->table, port);
 			if (conn->local_port == 0 || conn_table_insert(&muxer->table, conn) < 0) {
@@ -1003,6 +1016,15 @@ void conn_on_host_event(struct muxer *muxer, struct conn *conn, uint32_t events)
  * the errno allows, and RST the guest. */
 static void refuse_broker_connect(struct muxer *muxer, struct conn *conn, int error)
 {
+	if (error == IPC_CONNECT_NOT_ALLOWED) {
+		muxer->stats.refused[REFUSED_POLICY_GUEST]++;
+		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,
+				"guest connect from port %" PRIu32 " to %" PRIu32
+				" refused by the broker: port not in --allow-guest-ports",
+				conn->peer_port, conn->local_port);
+		conn_reset(muxer, conn, "port not allowed");
+		return;
+	}
 	if (error == EACCES || error == EPERM) {
 		muxer->stats.refused[REFUSED_PERMISSION_DENIED]++;
 		log_ratelimited(&muxer->conn_log, LOG_LEVEL_WARN,

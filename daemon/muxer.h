@@ -72,6 +72,8 @@ enum muxer_refusal_reason {
 	REFUSED_HANDSHAKE_TIMEOUT,
 	REFUSED_HANDSHAKE_LIMIT,
 	REFUSED_PERMISSION_DENIED,   /* the host listener is not ours to connect to */
+	REFUSED_POLICY_GUEST,        /* host port outside --allow-guest-ports */
+	REFUSED_POLICY_HOST,         /* guest port outside --allow-host-ports */
 	REFUSED_REASON_COUNT,
 };
 

@@ -23,6 +23,10 @@
 #define IPC_MAX_STATS_SIZE (192u * 1024u)
 #define IPC_MAX_DATAGRAM_SIZE (IPC_MAX_STATS_SIZE + 64u)
 
+/* ConnectReply.error for a port outside --allow-guest-ports (not an
+ * errno, so it cannot be mistaken for a connect failure). */
+#define IPC_CONNECT_NOT_ALLOWED (-1)
+
 typedef Vsockmux__Ipc__Envelope IpcEnvelope;
 
 /*

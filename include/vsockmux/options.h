@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "vsockmux/log.h"
+#include "vsockmux/port_list.h"
 
 #define OPTIONS_DEFAULT_TX_BUFFER_SIZE (256u * 1024u)
 #define OPTIONS_DEFAULT_QUEUE_SIZE 1024u
@@ -34,6 +35,8 @@ struct vsockmuxd_options {
 	uint64_t tx_buffer_budget;   /* guest->host bytes all connections may
 					have buffered or in flight together */
 	enum connect_reply connect_reply; /* --connect-reply */
+	struct port_list allow_guest_ports; /* host ports guest connects may reach */
+	struct port_list allow_host_ports;  /* guest ports host clients may CONNECT to */
 	enum log_level log_level;
 	const char *control_socket_path; /* --control-socket, default
 					    "<uds-path>.ctl" */

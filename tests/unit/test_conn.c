@@ -199,6 +199,54 @@ static void test_broker_refusal_sends_rst(void **state)
 	assert_int_equal(fixture->muxer.table.in_use, 0);
 }
 
+/* Each broker error is counted under its own reason. */
+static void test_broker_refusal_reasons(void **state)
+{
+	static const struct {
+		int error;
+		enum muxer_refusal_reason reason;
+	} cases[] = {
+		{ EACCES, REFUSED_PERMISSION_DENIED },
+		{ EPERM, REFUSED_PERMISSION_DENIED },
+		{ IPC_CONNECT_NOT_ALLOWED, REFUSED_POLICY_GUEST },
+		{ EMFILE, REFUSED_LIMIT },
+		{ ENOENT, REFUSED_NO_HOST_LISTENER },
+	};
+	struct fixture *fixture = *state;
+
+	for (uint32_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t before = fixture->muxer.stats.refused[cases[i].reason];
+		uint32_t request_id;
+		guest_send(fixture, VSOCK_OP_REQUEST, 5000 + i, 99, 0);
+		request_id = broker_take_request(fixture, 99);
+		conn_on_broker_connect(&fixture->muxer, request_id, cases[i].error, -1);
+		assert_true(rst_queued(&fixture->muxer, 99, 5000 + i));
+		assert_int_equal(fixture->muxer.stats.refused[cases[i].reason], before + 1);
+	}
+	assert_int_equal(fixture->muxer.table.in_use, 0);
+}
+
+/* --allow-guest-ports: a port outside it gets an RST without asking the
+ * broker; a port inside it goes to the broker as usual. */
+static void test_guest_port_policy(void **state)
+{
+	struct fixture *fixture = *state;
+	const char *why = NULL;
+	char byte;
+
+	assert_int_equal(port_list_parse("99,200-300", &fixture->options.allow_guest_ports,
+					 &why), 0);
+	guest_send(fixture, VSOCK_OP_REQUEST, 5000, 100, 0);
+	assert_true(rst_queued(&fixture->muxer, 100, 5000));
+	assert_int_equal(fixture->muxer.stats.refused[REFUSED_POLICY_GUEST], 1);
+	assert_int_equal(fixture->muxer.table.in_use, 0);
+	assert_int_equal(recv(fixture->broker_fd, &byte, 1, MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+	guest_send(fixture, VSOCK_OP_REQUEST, 5001, 250, 0);
+	(void)broker_take_request(fixture, 250);
+	assert_int_equal(fixture->muxer.table.in_use, 1);
+}
+
 static void test_guest_rst_is_never_answered(void **state)
 {
 	struct fixture *fixture = *state;
@@ -360,23 +408,42 @@ static void test_response_before_request_resets(void **state)
 	close(pair[1]);
 }
 
-static void test_bad_connect_line_closes_client(void **state)
+/* A host client sends line; it is closed unanswered, counted as reason. */
+static void assert_host_line_refused(struct fixture *fixture, const char *line,
+				     enum muxer_refusal_reason reason)
 {
-	struct fixture *fixture = *state;
 	int pair[2];
 	char byte;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 				    0, pair), 0);
 	conn_adopt_host_client(&fixture->muxer, pair[0]);
-	assert_int_equal(write(pair[1], "HELLO 52\n", 9), 9);
+	assert_int_equal(write(pair[1], line, strlen(line)), (ssize_t)strlen(line));
 	conn_on_host_event(&fixture->muxer, &fixture->muxer.table.slots[0], EPOLLIN);
 	assert_int_equal(fixture->muxer.table.in_use, 0);
-	assert_int_equal(fixture->muxer.stats.refused[REFUSED_BAD_CONNECT_LINE], 1);
-	/* closed with the junk unread: the client sees EOF or a reset */
+	assert_int_equal(fixture->muxer.stats.refused[reason], 1);
+	assert_int_equal(fixture->muxer.rsts.count, 0);
+	/* closed with nothing written: the client sees EOF or a reset */
 	errno = 0;
 	assert_true(read(pair[1], &byte, 1) <= 0);
 	assert_true(errno == 0 || errno == ECONNRESET);
 	close(pair[1]);
+}
+
+static void test_bad_connect_line_closes_client(void **state)
+{
+	assert_host_line_refused(*state, "HELLO 52\n", REFUSED_BAD_CONNECT_LINE);
+}
+
+/* --allow-host-ports: a CONNECT to another guest port never reaches the
+ * guest (no REQUEST is queued). */
+static void test_host_port_policy(void **state)
+{
+	struct fixture *fixture = *state;
+	const char *why = NULL;
+
+	assert_int_equal(port_list_parse("52", &fixture->options.allow_host_ports, &why), 0);
+	assert_host_line_refused(fixture, "CONNECT 53\n", REFUSED_POLICY_HOST);
+	assert_true(rx_queue_empty(&fixture->muxer.rx_work));
 }
 
 static void test_guest_refuses_host_connect(void **state)
@@ -494,6 +561,8 @@ int main(void)
 		cmocka_unit_test(test_credit_arithmetic_wraps),
 		WITH_FIXTURE(test_guest_connect_then_data_reaches_host),
 		WITH_FIXTURE(test_broker_refusal_sends_rst),
+		WITH_FIXTURE(test_broker_refusal_reasons),
+		WITH_FIXTURE(test_guest_port_policy),
 		WITH_FIXTURE(test_guest_rst_is_never_answered),
 		WITH_FIXTURE(test_credit_violation_resets),
 		WITH_FIXTURE(test_shutdown_send_half_closes_host),
@@ -502,6 +571,7 @@ int main(void)
 		WITH_FIXTURE(test_host_connect_handshake),
 		WITH_FIXTURE(test_response_before_request_resets),
 		WITH_FIXTURE(test_bad_connect_line_closes_client),
+		WITH_FIXTURE(test_host_port_policy),
 		WITH_FIXTURE(test_guest_refuses_host_connect),
 		WITH_FIXTURE(test_unknown_op_and_type_get_rst),
 		WITH_FIXTURE(test_connection_limit),
