@@ -34,6 +34,7 @@ enum option_id {
 	OPTION_TX_BUFFER_BUDGET,
 	OPTION_LOG_LEVEL,
 	OPTION_CONNECT_REPLY,
+	OPTION_LOG_FORMAT,
 	OPTION_ALLOW_GUEST_PORTS,
 	OPTION_ALLOW_HOST_PORTS,
 	OPTION_USER,
@@ -55,6 +56,7 @@ static const struct option long_options[] = {
 	{ "tx-buffer-budget", required_argument, NULL, OPTION_TX_BUFFER_BUDGET },
 	{ "log-level", required_argument, NULL, OPTION_LOG_LEVEL },
 	{ "connect-reply", required_argument, NULL, OPTION_CONNECT_REPLY },
+	{ "log-format", required_argument, NULL, OPTION_LOG_FORMAT },
 	{ "allow-guest-ports", required_argument, NULL, OPTION_ALLOW_GUEST_PORTS },
 	{ "allow-host-ports", required_argument, NULL, OPTION_ALLOW_HOST_PORTS },
 	{ "user", required_argument, NULL, OPTION_USER },
@@ -72,6 +74,7 @@ static void print_help(void)
 	       "                 [--tx-buffer-size BYTES] [--queue-size N]\n"
 	       "                 [--max-connections N] [--max-host-handshakes N]\n"
 	       "                 [--tx-buffer-budget BYTES] [--log-level error|warn|info|debug]\n"
+	       "                 [--log-format text|json]\n"
 	       "                 [--connect-reply host-port|guest-port]\n"
 	       "                 [--allow-guest-ports LIST] [--allow-host-ports LIST]\n"
 	       "                 [--control-socket PATH] [--user NAME]\n"
@@ -95,6 +98,9 @@ static void print_help(void)
 	       "                         hold in the daemon (default %llu); under pressure\n"
 	       "                         connections are offered less credit\n"
 	       "  --log-level LEVEL      error, warn, info (default) or debug\n"
+	       "  --log-format FORMAT    text (default) or json: one object per line with\n"
+	       "                         time, level, process, event, message and, for\n"
+	       "                         connection events, ports, initiator, bytes, reason\n"
 	       "  --connect-reply MODE   what a host client reads after CONNECT: host-port\n"
 	       "                         (default; \"OK <our local port>\", as Firecracker\n"
 	       "                         and cloud-hypervisor) or guest-port (\"OK <the\n"
@@ -223,6 +229,10 @@ enum options_result options_parse(int argc, char **argv,
 		case OPTION_LOG_LEVEL:
 			if (log_parse_level(optarg, &options->log_level) < 0)
 				return usage_error("invalid --log-level '%s': expected error, warn, info or debug", optarg);
+			break;
+		case OPTION_LOG_FORMAT:
+			if (log_parse_format(optarg, &options->log_format) < 0)
+				return usage_error("invalid --log-format '%s': expected text or json", optarg);
 			break;
 		case OPTION_CONNECT_REPLY:
 			if (strcmp(optarg, "host-port") == 0)

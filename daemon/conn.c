@@ -53,11 +53,38 @@ static const char *initiator_name(const struct conn *conn)
 	return conn->initiator == CONN_FROM_HOST ? "host" : "guest";
 }
 
-static void conn_log_open(struct muxer *muxer, const struct conn *conn)
+/* The audit line of a connection opening (reason NULL) or closing, with
+ * the fields vsockctl conns shows (as JSON fields with --log-format json). */
+static void conn_log_audit(struct muxer *muxer, const struct conn *conn,
+			   const char *reason)
 {
-	log_ratelimited(&muxer->audit_log, LOG_LEVEL_INFO,
-			"conn open: local %" PRIu32 " peer %" PRIu32 " from %s",
-			conn->local_port, conn->peer_port, initiator_name(conn));
+	struct log_connection fields;
+
+	if (log_get_level() < LOG_LEVEL_INFO)
+		return;
+	fields = (struct log_connection){
+		.event = reason ? "conn_close" : "conn_open",
+		.local_port = conn->local_port,
+		.peer_port = conn->peer_port,
+		.initiator = initiator_name(conn),
+		.bytes_to_host = conn->counters.bytes_to_host,
+		.bytes_to_guest = conn->counters.bytes_to_guest,
+		.packets_from_guest = conn->counters.packets_from_guest,
+		.packets_to_guest = conn->counters.packets_to_guest,
+		.age_ms = (monotonic_ns() - conn->counters.opened_ns) / 1000000u,
+		.reason = reason,
+	};
+	if (!reason)
+		log_connection_event(&muxer->audit_log, LOG_LEVEL_INFO, &fields,
+				     "conn open: local %" PRIu32 " peer %" PRIu32 " from %s",
+				     conn->local_port, conn->peer_port, fields.initiator);
+	else
+		log_connection_event(&muxer->audit_log, LOG_LEVEL_INFO, &fields,
+				     "conn close: local %" PRIu32 " peer %" PRIu32
+				     " from %s, %" PRIu64 " bytes to host, %" PRIu64
+				     " bytes to guest: %s",
+				     conn->local_port, conn->peer_port, fields.initiator,
+				     fields.bytes_to_host, fields.bytes_to_guest, reason);
 }
 
 /* An RST for a port pair that has no connection (any more). */
@@ -174,20 +201,14 @@ static void conn_opened(struct muxer *muxer, const struct conn *conn)
 	muxer->stats.connections_total[conn->initiator]++;
 	if (muxer->table.in_use > muxer->stats.connections_peak)
 		muxer->stats.connections_peak = muxer->table.in_use;
-	conn_log_open(muxer, conn);
+	conn_log_audit(muxer, conn, NULL);
 }
 
 void conn_destroy(struct muxer *muxer, struct conn *conn, const char *reason)
 {
 	if (conn->state == CONN_ESTABLISHED || conn->state == CONN_HOST_REQUESTED ||
 	    conn->state == CONN_GUEST_CONNECTING) {
-		log_ratelimited(&muxer->audit_log, LOG_LEVEL_INFO,
-				"conn close: local %" PRIu32 " peer %" PRIu32
-				" from %s, %" PRIu64 " bytes to host, %" PRIu64
-				" bytes to guest: %s",
-				conn->local_port, conn->peer_port, initiator_name(conn),
-				conn->counters.bytes_to_host,
-				conn->counters.bytes_to_guest, reason);
+		conn_log_audit(muxer, conn, reason);
 	} else {
 		log_debug("conn slot %" PRIu32 " freed: %s", conn->slot, reason);
 	}

@@ -195,6 +195,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(options.log_level);
+	log_set_format(options.log_format);
 	log_set_role("broker");
 	signal(SIGPIPE, SIG_IGN);
 	log_nonblocking_output();

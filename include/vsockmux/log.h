@@ -3,11 +3,16 @@
  * hostile peer can trigger at will.
  *
  * Every log line carries the process role ("broker", "muxer") so the two
- * processes' lines can be told apart in one journal.
+ * processes' lines can be told apart in one journal. As text (the
+ * default) a line reads "vsockmuxd[ROLE] LEVEL: message"; as JSON
+ * (--log-format json) it is one object per line with time, level,
+ * process, event and message, plus a connection's fields for the
+ * connection events, so that log collectors need no parsing rules.
  */
 #ifndef VSOCKMUX_LOG_H
 #define VSOCKMUX_LOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum log_level {
@@ -17,8 +22,16 @@ enum log_level {
 	LOG_LEVEL_DEBUG = 3,
 };
 
+enum log_format {
+	LOG_FORMAT_TEXT = 0,
+	LOG_FORMAT_JSON,
+};
+
 /* Process-wide configuration, set once at start-up (and after fork). */
 void log_set_level(enum log_level level);
+void log_set_format(enum log_format format);
+/* Parse "text|json"; returns 0 on success, -1 otherwise. */
+int log_parse_format(const char *text, enum log_format *format);
 void log_set_role(const char *role);
 /* Make a pipe or socket stderr non-blocking (a tty or file is left as
  * is), so that a reader that stops reading can never stall the daemon: a
@@ -55,6 +68,22 @@ struct log_ratelimit {
 void log_ratelimited(struct log_ratelimit *limit, enum log_level level,
 		     const char *format, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* What a connection event says about its connection (the same fields as
+ * vsockctl conns); as JSON each is a field of its own. */
+struct log_connection {
+	const char *event;        /* "conn_open", "conn_close" */
+	uint32_t local_port, peer_port;
+	const char *initiator;    /* "host" or "guest" */
+	uint64_t bytes_to_host, bytes_to_guest;
+	uint64_t packets_from_guest, packets_to_guest;
+	uint64_t age_ms;
+	const char *reason;       /* why it closed; NULL when it opened */
+};
+
+void log_connection_event(struct log_ratelimit *limit, enum log_level level,
+			  const struct log_connection *connection, const char *format, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t monotonic_ns(void);

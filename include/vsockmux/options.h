@@ -38,6 +38,7 @@ struct vsockmuxd_options {
 	struct port_list allow_guest_ports; /* host ports guest connects may reach */
 	struct port_list allow_host_ports;  /* guest ports host clients may CONNECT to */
 	enum log_level log_level;
+	enum log_format log_format;      /* --log-format */
 	const char *control_socket_path; /* --control-socket, default
 					    "<uds-path>.ctl" */
 	char control_socket_default[128];

@@ -43,7 +43,8 @@ static void test_all_options(void **state)
 	char *argv[] = { "vsockmuxd", "--guest-cid=4294967294", "--socket", "a",
 			 "--uds-path", "b", "--tx-buffer-size", "65536",
 			 "--queue-size", "256", "--max-connections", "10",
-			 "--log-level", "debug", "--connect-reply", "guest-port",
+			 "--log-level", "debug", "--log-format", "json",
+			 "--connect-reply", "guest-port",
 			 "--allow-guest-ports", "22,1024-2047", "--allow-host-ports=52" };
 	struct vsockmuxd_options options;
 	(void)state;
@@ -54,6 +55,7 @@ static void test_all_options(void **state)
 	assert_int_equal(options.max_connections, 10);
 	assert_int_equal(options.log_level, LOG_LEVEL_DEBUG);
 	assert_int_equal(options.connect_reply, CONNECT_REPLY_GUEST_PORT);
+	assert_int_equal(options.log_format, LOG_FORMAT_JSON);
 	assert_true(port_list_allows(&options.allow_guest_ports, 1500));
 	assert_false(port_list_allows(&options.allow_guest_ports, 23));
 	assert_true(port_list_allows(&options.allow_host_ports, 52));
@@ -76,7 +78,7 @@ static void test_bad_values_are_usage_errors(void **state)
 		{ "--queue-size", "2048" }, { "--queue-size", "0" },
 		{ "--max-connections", "0" }, { "--max-connections", "2000000" },
 		{ "--log-level", "loud" }, { "--connect-reply", "local" },
-		{ "--connect-reply", "" }, { "--allow-guest-ports", "x" },
+		{ "--connect-reply", "" }, { "--log-format", "xml" }, { "--allow-guest-ports", "x" },
 		{ "--allow-guest-ports", "" }, { "--allow-host-ports", "9-3" },
 	};
 	(void)state;
