@@ -130,6 +130,7 @@ static json_object *stats_object(struct json_builder *builder,
 		stats->refused_permission_denied);
 	add_u64(builder, object, "refused_policy_guest", stats->refused_policy_guest);
 	add_u64(builder, object, "refused_policy_host", stats->refused_policy_host);
+	add_u64(builder, object, "transport_resets", stats->transport_resets);
 	add_u64(builder, object, "handshakes_current", stats->handshakes_current);
 	add_u64(builder, object, "host_accept_pauses", stats->host_accept_pauses);
 	add_u64(builder, object, "tx_buffered_bytes", stats->tx_buffered_bytes);

@@ -94,6 +94,8 @@ static const struct plain_family plain_families[] = {
 	      "Connections open now."),
 	PLAIN("vsockmux_connections_peak", "gauge", connections_peak,
 	      "Most connections open at once since start."),
+	PLAIN("vsockmux_transport_resets_total", "counter", transport_resets,
+	      "Transport reset events posted to the guest's event queue."),
 	PLAIN("vsockmux_rst_sent_total", "counter", rst_sent,
 	      "RST packets sent to the guest."),
 	PLAIN("vsockmux_rst_received_total", "counter", rst_received,

@@ -305,6 +305,7 @@ int render_stats(FILE *out, const ControlStats *stats)
 	failed |= add_heading(&table, "rst");
 	failed |= add_count(&table, "  sent", stats->rst_sent);
 	failed |= add_count(&table, "  received", stats->rst_received);
+	failed |= add_count(&table, "  transport resets", stats->transport_resets);
 	failed |= add_heading(&table, "traffic");
 	failed |= add_bytes(&table, "  bytes to host", stats->bytes_to_host);
 	failed |= add_bytes(&table, "  bytes to guest", stats->bytes_to_guest);

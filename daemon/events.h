@@ -23,6 +23,7 @@ enum event_kind {
 	EVENT_VHOST_USER,      /* the frontend's socket */
 	EVENT_KICK_RX,         /* the RX queue's kick eventfd */
 	EVENT_KICK_TX,         /* the TX queue's kick eventfd */
+	EVENT_KICK_EVENT,      /* the event queue's kick eventfd */
 	EVENT_TIMER,           /* the deadline timerfd */
 	EVENT_HOST,            /* a connection's host socket */
 };

@@ -8,7 +8,8 @@
  * ours; a frontend that leaves must be reported to the broker before it
  * accepts the next one.
  *
- * Owns: the frontend's registrations in the epoll set. Never: touches a
+ * Owns: the frontend's registrations in the epoll set, and owing the
+ * guest a transport reset on every attach. Never: touches a
  * ring the vhost-user layer has not started, or keeps a connection of a
  * VM that is gone.
  */
@@ -27,8 +28,12 @@ static void on_kick_fd_changed(void *opaque, unsigned queue_index, int old_fd,
 			       int new_fd)
 {
 	struct muxer *muxer = opaque;
-	enum event_kind kind = queue_index == VSOCK_QUEUE_RX ? EVENT_KICK_RX
-							     : EVENT_KICK_TX;
+	static const enum event_kind kinds[VSOCK_QUEUE_COUNT] = {
+		[VSOCK_QUEUE_RX] = EVENT_KICK_RX,
+		[VSOCK_QUEUE_TX] = EVENT_KICK_TX,
+		[VSOCK_QUEUE_EVENT] = EVENT_KICK_EVENT,
+	};
+	enum event_kind kind = kinds[queue_index];
 	if (old_fd >= 0)
 		events_remove(muxer->epoll_fd, old_fd);
 	if (new_fd >= 0)
@@ -54,8 +59,9 @@ static void on_queue_state_changed(void *opaque, unsigned queue_index, bool read
 	 * this turn's vhost-user messages are all handled. */
 	if (queue_index == VSOCK_QUEUE_TX)
 		muxer->tx_backlog = true;
-	else
+	else if (queue_index == VSOCK_QUEUE_RX)
 		muxer->rx_backlog = true;
+	/* the event queue is looked at while a reset is owed (guest_event.c) */
 }
 
 void frontend_drop_all_connections(struct muxer *muxer, const char *reason)
@@ -112,6 +118,9 @@ void frontend_attach(struct muxer *muxer, int fd)
 	}
 	/* RSTs owed to the previous VM's guest mean nothing to this one */
 	rst_queue_clear(&muxer->rsts);
+	/* If this frontend gives us the event queue, the guest hears that any
+	 * connection it still holds from before is gone. */
+	muxer->transport_reset_owed = true;
 	vhost_user_attach(&muxer->device, fd);
 	if (events_add(muxer->epoll_fd, fd, EPOLLIN,
 		       tag_encode(EVENT_VHOST_USER, 0, 0)) < 0)

@@ -32,6 +32,7 @@
 #include "broker_send.h"
 #include "events.h"
 #include "frontend.h"
+#include "guest_event.h"
 #include "guest_rx.h"
 #include "guest_tx.h"
 #include "rx_buffers.h"
@@ -78,6 +79,10 @@ static void handle_event(struct muxer *muxer, const struct epoll_event *event)
 	case EVENT_KICK_TX:
 		virtq_drain_kick(&muxer->device.queues[VSOCK_QUEUE_TX]);
 		guest_tx_process(muxer);
+		break;
+	case EVENT_KICK_EVENT:
+		virtq_drain_kick(&muxer->device.queues[VSOCK_QUEUE_EVENT]);
+		guest_event_process(muxer);
 		break;
 	case EVENT_TIMER:
 		handle_timer(muxer);
@@ -208,6 +213,8 @@ int muxer_run(const struct vsockmuxd_options *options, int channel_fd,
 			guest_tx_process(muxer);
 		if (muxer->rx_backlog || !rx_queue_empty(&muxer->rx_work) || muxer->rsts.count > 0)
 			guest_rx_process(muxer);
+		if (muxer->transport_reset_owed)
+			guest_event_process(muxer);
 		if (muxer->owe_vmm_detached || muxer->channel_out_armed ||
 		    muxer->host_accept_told != muxer->host_accept_paused)
 			broker_send_owed(muxer);

@@ -83,6 +83,7 @@ struct muxer_stats {
 	uint64_t connections_peak;
 	uint64_t refused[REFUSED_REASON_COUNT];
 	uint64_t rst_sent, rst_received;
+	uint64_t transport_resets;       /* TRANSPORT_RESET events posted */
 	uint64_t bytes_to_host, bytes_to_guest;
 	uint64_t packets_from_guest, packets_to_guest;
 	uint64_t dropped[DROP_REASON_COUNT];
@@ -129,6 +130,8 @@ struct muxer {
 	bool tx_paused_for_rst;          /* MUXER_ORPHAN_TX_PAUSE reached */
 	uint32_t rx_rejects_left;        /* this guest_rx_process */
 
+	bool transport_reset_owed;       /* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET,
+					    once the event queue is ours */
 	bool tx_backlog;                 /* TX budget ran out last turn */
 	bool rx_backlog;                 /* RX budget ran out last turn */
 	struct iovec tx_iov[VIRTQ_MAX_SIZE];

@@ -139,6 +139,7 @@ static int pack_stats(const struct muxer *muxer, bool include_connections,
 	stats.refused_handshake_timeout = counters->refused[REFUSED_HANDSHAKE_TIMEOUT];
 	stats.refused_handshake_limit = counters->refused[REFUSED_HANDSHAKE_LIMIT];
 	stats.refused_permission_denied = counters->refused[REFUSED_PERMISSION_DENIED];
+	stats.transport_resets = counters->transport_resets;
 	stats.refused_policy_guest = counters->refused[REFUSED_POLICY_GUEST];
 	stats.refused_policy_host = counters->refused[REFUSED_POLICY_HOST];
 	stats.handshakes_current = muxer->handshakes_in_progress;

@@ -946,8 +946,10 @@ void vhost_user_init(struct vhost_user_device *device, uint64_t guest_cid,
 	device->opaque = opaque;
 	virtq_init(&device->queues[VSOCK_QUEUE_RX], VIRTQ_DEVICE_WRITES);
 	virtq_init(&device->queues[VSOCK_QUEUE_TX], VIRTQ_DEVICE_READS);
+	virtq_init(&device->queues[VSOCK_QUEUE_EVENT], VIRTQ_DEVICE_WRITES);
 	device->queues[VSOCK_QUEUE_RX].index = VSOCK_QUEUE_RX;
 	device->queues[VSOCK_QUEUE_TX].index = VSOCK_QUEUE_TX;
+	device->queues[VSOCK_QUEUE_EVENT].index = VSOCK_QUEUE_EVENT;
 }
 
 void vhost_user_attach(struct vhost_user_device *device, int fd)

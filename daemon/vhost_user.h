@@ -25,7 +25,10 @@
 
 #define VSOCK_QUEUE_RX 0
 #define VSOCK_QUEUE_TX 1
-#define VSOCK_QUEUE_COUNT 2
+/* The event queue: QEMU keeps it in the VMM and never configures it here;
+ * crosvm and cloud-hypervisor hand it to the backend with the other two. */
+#define VSOCK_QUEUE_EVENT 2
+#define VSOCK_QUEUE_COUNT 3
 
 /* What the muxer must know about. All may be NULL. */
 struct vhost_user_callbacks {

@@ -404,7 +404,7 @@ static void assert_every_stats_field(json_object *root, unsigned sample)
 		"tx_buffer_budget", "windows_limited", "host_gone_before_ok",
 		"control_bad_requests", "control_timeouts", "control_evicted",
 		"control_busy", "refused_permission_denied", "refused_policy_guest",
-		"refused_policy_host",
+		"refused_policy_host", "transport_resets",
 	};
 	static const char *const connection_fields[] = {
 		"local_port", "peer_port", "from_host", "state", "age_ms", "idle_ms",

@@ -43,6 +43,7 @@
 static const uint64_t ring_gpa[VSOCK_QUEUE_COUNT][3] = {
 	{ 0x0000, 0x1000, 0x2000 },
 	{ 0x4000, 0x5000, 0x6000 },
+	{ 0x7000, 0x8000, 0x9000 },
 };
 #define BUFFER_GPA 0x10000u
 
@@ -327,8 +328,10 @@ static void send_ring_setup(struct harness *harness, unsigned index)
 				       &harness->kick[index]), 0);
 }
 
-/* QEMU 7.2 order, as it was seen on the wire, up to running rings. */
-static void qemu_setup(struct harness *harness)
+/* QEMU 7.2 order, as it was seen on the wire, up to running rings, for
+ * the first queue_count queues: QEMU sets up two (it keeps the event
+ * queue), crosvm and cloud-hypervisor three. */
+static void frontend_setup(struct harness *harness, unsigned queue_count)
 {
 	uint64_t value;
 	struct vhost_user_config config = { .offset = 0, .size = 8 };
@@ -340,7 +343,7 @@ static void qemu_setup(struct harness *harness)
 	assert_int_equal(get_u64(harness, VHOST_USER_GET_QUEUE_NUM, &value), 0);
 	assert_int_equal(request(harness, VHOST_USER_SET_OWNER, 0, NULL, 0, NULL, 0), 0);
 	assert_int_equal(get_u64(harness, VHOST_USER_GET_FEATURES, &value), 0);
-	for (unsigned i = 0; i < VSOCK_QUEUE_COUNT; i++) {
+	for (unsigned i = 0; i < queue_count; i++) {
 		assert_int_equal(send_vring_fd(harness, VHOST_USER_SET_VRING_CALL, i, NULL), 0);
 		assert_int_equal(send_vring_fd(harness, VHOST_USER_SET_VRING_ERR, i, NULL), 0);
 	}
@@ -348,7 +351,7 @@ static void qemu_setup(struct harness *harness)
 				 NULL, 0), 0);
 	expect_reply(harness, VHOST_USER_GET_CONFIG, &config, 12 + 8);
 	/* the guest driver starts */
-	for (unsigned i = 0; i < VSOCK_QUEUE_COUNT; i++)
+	for (unsigned i = 0; i < queue_count; i++)
 		assert_int_equal(send_vring_fd(harness, VHOST_USER_SET_VRING_CALL, i,
 					       &harness->call[i]), 0);
 	assert_int_equal(request_u64(harness, VHOST_USER_SET_FEATURES, 0,
@@ -359,13 +362,18 @@ static void qemu_setup(struct harness *harness)
 	assert_int_equal(send_mem_table(harness, VHOST_USER_FLAG_NEED_REPLY,
 					harness->memfd), 0);
 	assert_int_equal(expect_reply_u64(harness, VHOST_USER_SET_MEM_TABLE), 0);
-	for (unsigned i = 0; i < VSOCK_QUEUE_COUNT; i++)
+	for (unsigned i = 0; i < queue_count; i++)
 		send_ring_setup(harness, i);
 	/* with PROTOCOL_FEATURES the rings wait for SET_VRING_ENABLE */
 	assert_int_equal(harness->events.ready_changes, 0);
-	for (unsigned i = 0; i < VSOCK_QUEUE_COUNT; i++)
+	for (unsigned i = 0; i < queue_count; i++)
 		assert_int_equal(request_state(harness, VHOST_USER_SET_VRING_ENABLE, i, 1), 0);
 	expect_no_reply(harness);
+}
+
+static void qemu_setup(struct harness *harness)
+{
+	frontend_setup(harness, 2);
 }
 
 /* ---- tests ---- */
@@ -408,7 +416,7 @@ static void test_protocol_features_and_queue_num(void **state)
 	assert_int_equal(request_u64(harness, VHOST_USER_SET_PROTOCOL_FEATURES, 0,
 				     ALL_PROTOCOL_FEATURES), 0);
 	assert_int_equal(get_u64(harness, VHOST_USER_GET_QUEUE_NUM, &value), 0);
-	assert_int_equal(value, 2);
+	assert_int_equal(value, 3);  /* RX, TX and the event queue */
 	/* a protocol feature we never offered */
 	assert_int_equal(request_u64(harness, VHOST_USER_SET_PROTOCOL_FEATURES, 0,
 				     FEATURE(VHOST_USER_PROTOCOL_F_LOG_SHMFD)), -1);
@@ -703,6 +711,20 @@ static void test_reset_owner(void **state)
 	assert_true(vhost_user_is_attached(&harness->device));
 }
 
+/* A frontend that hands over the event queue too: all three run, and a
+ * fourth queue does not exist. */
+static void test_event_queue_frontend(void **state)
+{
+	struct harness *harness = *state;
+	struct vhost_user_device *device = &harness->device;
+
+	frontend_setup(harness, 3);
+	assert_int_equal(harness->events.ready_changes, 3);
+	assert_true(virtq_is_ready(&device->queues[VSOCK_QUEUE_EVENT]));
+	assert_int_equal(device->queues[VSOCK_QUEUE_EVENT].direction, VIRTQ_DEVICE_WRITES);
+	assert_int_equal(request_state(harness, VHOST_USER_SET_VRING_NUM, 3, 64), -1);
+}
+
 static void test_unknown_request_drops(void **state)
 {
 	struct harness *harness = *state;
@@ -872,7 +894,7 @@ static void test_bad_vring_values_drop(void **state)
 	teardown(state);
 	setup(state);
 	harness = *state;
-	assert_int_equal(request_state(harness, VHOST_USER_SET_VRING_NUM, 2, 64), -1);
+	assert_int_equal(request_state(harness, VHOST_USER_SET_VRING_NUM, 3, 64), -1);  /* no queue 3 */
 	teardown(state);
 	setup(state);
 	harness = *state;
@@ -880,8 +902,8 @@ static void test_bad_vring_values_drop(void **state)
 	teardown(state);
 	setup(state);
 	harness = *state;
-	/* the event queue (2) stays inside QEMU */
-	assert_int_equal(send_vring_fd(harness, VHOST_USER_SET_VRING_KICK, 2, NULL), -1);
+	/* queues 0-2 exist (2 is the event queue); 3 does not */
+	assert_int_equal(send_vring_fd(harness, VHOST_USER_SET_VRING_KICK, 3, NULL), -1);
 }
 
 static void test_eof_drops(void **state)
@@ -908,6 +930,7 @@ int main(void)
 		WITH_FIXTURE(test_qemu_sequence_live_call_swap_and_stop),
 		WITH_FIXTURE(test_without_protocol_features_ring_enabled_on_kick),
 		WITH_FIXTURE(test_reset_owner),
+		WITH_FIXTURE(test_event_queue_frontend),
 		WITH_FIXTURE(test_unknown_request_drops),
 		WITH_FIXTURE(test_unsupported_request_drops),
 		WITH_FIXTURE(test_oversized_size_field_drops),
