@@ -14,17 +14,12 @@
  *                       NAME=FILE.policy...
  * (without --source/--header it only checks the files). ARCH is
  * libseccomp's name of the target architecture (x86_64, aarch64, ...).
- *
- * Grammar (one rule per line; blank lines and lines starting with '#' are
- * comments):
- *   rule      := syscall [condition ('&&' condition)*] [action] '#' why
- *   condition := argN OP value | argN '&' value '==' value     (N = 0..5)
- *   OP        := '==' | '!=' | '<' | '<=' | '>' | '>='
- *   value     := term ('|' term)* | '$PID' | '$PEER_PID'
- *   term      := decimal | 0xhex | a constant from the table below
- *                (values from the build machine's headers)
- *   action    := '->' 'errno' '(' ERRNO_NAME ')'   (default: allow)
- * Rules for the same syscall are OR-ed; conditions of a rule are AND-ed.
+ * Each NAME becomes one table, policy_table_NAME. A NAME given more than
+ * once gets the rules of all its files, merged in the order given
+ * (muxer=common.policy muxer=muxer.policy: the base first); a rule that
+ * repeats one of an earlier file of the same table is an error, so a rule
+ * shared through a base file exists in one place only.
+ * The file format is described in policy/README.md.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* a native tool: the project's -D flags do not reach it */
@@ -41,6 +36,8 @@
 #include "policy_parse.h"
 
 #define MAX_POLICIES 8
+/* Files merged into one table. */
+#define MAX_FILES_PER_POLICY 8
 /* Syscall numbers scanned for the debug name table. */
 #define SYSCALL_NAME_TABLE_SIZE 1024
 
@@ -79,13 +76,13 @@ static const char header_preamble[] =
 	"struct policy_rule {\n"
 	"\tint syscall_nr;\n"
 	"\tconst char *syscall_name;\n"
+	"\tconst char *file;  /* the policy file (base name) and line it is from */\n"
 	"\tunsigned line;\n"
 	"\tunsigned condition_count;\n"
 	"\tstruct policy_condition conditions[POLICY_MAX_CONDITIONS];\n"
 	"\tint errno_value;   /* 0: allow; else fail the call with this errno */\n"
 	"};\n\n"
 	"struct policy_table {\n"
-	"\tconst char *file;\n"
 	"\tconst struct policy_rule *rules;\n"
 	"\tsize_t rule_count;\n"
 	"\tsize_t syscall_count; /* distinct syscalls allowed */\n"
@@ -123,13 +120,29 @@ static const char *base_name(const char *path)
 	return slash ? slash + 1 : path;
 }
 
+/* text as a C string literal (a path may hold any byte but NUL). */
+static void write_string_literal(FILE *file, const char *text)
+{
+	fputc('"', file);
+	for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			fprintf(file, "\\%c", *c);
+		else if (*c < 0x20 || *c >= 0x7f)
+			fprintf(file, "\\%03o", *c);
+		else
+			fputc(*c, file);
+	}
+	fputc('"', file);
+}
+
 static void write_rules(FILE *file, const struct policy *policy)
 {
 	fprintf(file, "static const struct policy_rule rules_%s[] = {\n", policy->name);
 	for (size_t i = 0; i < policy->rule_count; i++) {
 		const struct rule *rule = &policy->rules[i];
-		fprintf(file, "\t{ %d, \"%s\", %u, %u, {", rule->syscall_nr,
-			rule->syscall_name, rule->line, rule->condition_count);
+		fprintf(file, "\t{ %d, \"%s\", ", rule->syscall_nr, rule->syscall_name);
+		write_string_literal(file, base_name(rule->file));
+		fprintf(file, ", %u, %u, {", rule->line, rule->condition_count);
 		for (unsigned c = 0; c < rule->condition_count; c++) {
 			const struct condition *condition = &rule->conditions[c];
 			fprintf(file, "%s\n\t\t{ %u, %s, %s, 0x%llxull, 0x%llxull }",
@@ -143,13 +156,12 @@ static void write_rules(FILE *file, const struct policy *policy)
 			rule->errno_value);
 	}
 	if (policy->rule_count == 0)
-		fputs("\t{ 0, NULL, 0, 0, { { 0, POLICY_CMP_EQ, POLICY_VALUE_CONSTANT, 0, 0 } }, 0 },\n",
-		      file);
+		fputs("\t{ 0, NULL, NULL, 0, 0, "
+		      "{ { 0, POLICY_CMP_EQ, POLICY_VALUE_CONSTANT, 0, 0 } }, 0 },\n", file);
 	fputs("};\n\n", file);
 	fprintf(file, "const struct policy_table policy_table_%s = {\n"
-		"\t\"%s\", rules_%s, %zu, %zu,\n};\n\n",
-		policy->name, base_name(policy->path), policy->name,
-		policy->rule_count, policy->syscall_count);
+		"\trules_%s, %zu, %zu,\n};\n\n",
+		policy->name, policy->name, policy->rule_count, policy->syscall_count);
 }
 
 static int write_source(const char *path, const char *header_name, uint32_t arch,
@@ -204,9 +216,34 @@ static bool valid_table_name(const char *name, size_t length)
 	return true;
 }
 
+/* One table to write: its name and the files merged into it. */
+struct table_input {
+	const char *files[MAX_FILES_PER_POLICY];
+	size_t file_count;
+};
+
+/* The table called name[0..length), added if new; NULL when full. */
+static struct policy *table_for(struct policy *policies, struct table_input *inputs,
+				size_t *count, const char *name, size_t length,
+				struct table_input **input)
+{
+	for (size_t i = 0; i < *count; i++) {
+		if (strlen(policies[i].name) == length &&
+		    strncmp(policies[i].name, name, length) == 0) {
+			*input = &inputs[i];
+			return &policies[i];
+		}
+	}
+	if (*count == MAX_POLICIES)
+		return NULL;
+	*input = &inputs[*count];
+	return &policies[(*count)++];
+}
+
 int main(int argc, char **argv)
 {
 	static struct policy policies[MAX_POLICIES];
+	static struct table_input inputs[MAX_POLICIES];
 	const char *arch_name = NULL, *source_path = NULL, *header_path = NULL;
 	const char *header_name;
 	size_t policy_count = 0;
@@ -214,21 +251,35 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		const char *equals = strchr(argv[i], '=');
+		struct table_input *input = NULL;
+		struct policy *policy;
+		size_t name_length;
+
 		if (strcmp(argv[i], "--arch") == 0 && i + 1 < argc) {
 			arch_name = argv[++i];
-		} else if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) {
-			source_path = argv[++i];
-		} else if (strcmp(argv[i], "--header") == 0 && i + 1 < argc) {
-			header_path = argv[++i];
-		} else if (equals && argv[i][0] != '-' && policy_count < MAX_POLICIES &&
-			   valid_table_name(argv[i], (size_t)(equals - argv[i]))) {
-			struct policy *policy = &policies[policy_count++];
-			argv[i][equals - argv[i]] = '\0';
-			policy->name = argv[i];
-			policy->path = equals + 1;
-		} else {
-			return usage();
+			continue;
 		}
+		if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) {
+			source_path = argv[++i];
+			continue;
+		}
+		if (strcmp(argv[i], "--header") == 0 && i + 1 < argc) {
+			header_path = argv[++i];
+			continue;
+		}
+		if (!equals || argv[i][0] == '-')
+			return usage();
+		name_length = (size_t)(equals - argv[i]);
+		if (!valid_table_name(argv[i], name_length))
+			return usage();
+		policy = table_for(policies, inputs, &policy_count, argv[i], name_length,
+				   &input);
+		if (!policy || input->file_count == MAX_FILES_PER_POLICY)
+			return usage();
+		argv[i][name_length] = '\0';
+		if (!policy->name)
+			policy->name = argv[i];
+		input->files[input->file_count++] = equals + 1;
 	}
 	if (!arch_name || policy_count == 0)
 		return usage();
@@ -237,8 +288,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "policy_compile: unknown architecture '%s'\n", arch_name);
 		return 1;
 	}
-	for (size_t i = 0; i < policy_count; i++)
-		policy_parse_file(&policies[i], arch);
+	for (size_t i = 0; i < policy_count; i++) {
+		for (size_t f = 0; f < inputs[i].file_count; f++)
+			policy_parse_file(&policies[i], arch, inputs[i].files[f]);
+	}
 	if (policy_error_count() > 0) {
 		fprintf(stderr, "policy_compile: %u error(s); nothing written\n",
 			policy_error_count());

@@ -1,6 +1,6 @@
 /*
- * policy_parse.c - the policy grammar (see policy_parse.h and the grammar
- * at the top of policy_compile.c).
+ * policy_parse.c - the policy grammar (see policy_parse.h; the format is
+ * described in policy/README.md).
  *
  * Owns: tokenizing and parsing rules, the symbolic constants and errno
  * names a policy may use (values from the build machine's headers), and
@@ -421,45 +421,60 @@ static bool conditions_equal(const struct rule *a, const struct rule *b)
 	return true;
 }
 
-/* Duplicates and unconditional-plus-conditional mixes hide mistakes. */
+/* Duplicates and unconditional-plus-conditional mixes hide mistakes, also
+ * across the files merged into one policy (the earlier rule may come from
+ * an earlier file: then its file is named too). */
 static void check_against_earlier(struct policy *policy, const struct rule *rule)
 {
 	for (size_t i = 0; i < policy->rule_count; i++) {
 		const struct rule *earlier = &policy->rules[i];
+		bool same_file = earlier->file_index == rule->file_index;
 		if (earlier->syscall_nr != rule->syscall_nr)
 			continue;
 		if (conditions_equal(earlier, rule)) {
-			report(policy->path, rule->line, "duplicate of the rule on line %u",
-			       earlier->line);
+			if (same_file)
+				report(rule->file, rule->line, "duplicate of the rule on line %u",
+				       earlier->line);
+			else
+				report(rule->file, rule->line,
+				       "duplicate of the rule at %s:%u (merged into the same "
+				       "policy: keep one of them)", earlier->file, earlier->line);
 			return;
 		}
 		if (earlier->condition_count == 0 || rule->condition_count == 0) {
-			report(policy->path, rule->line,
-			       "%s has an unconditional rule and a conditional one "
-			       "(line %u): the condition would mean nothing",
-			       rule->syscall_name, earlier->line);
+			if (same_file)
+				report(rule->file, rule->line,
+				       "%s has an unconditional rule and a conditional one "
+				       "(line %u): the condition would mean nothing",
+				       rule->syscall_name, earlier->line);
+			else
+				report(rule->file, rule->line,
+				       "%s has an unconditional rule and a conditional one "
+				       "(%s:%u): the condition would mean nothing",
+				       rule->syscall_name, earlier->file, earlier->line);
 			return;
 		}
 	}
 }
 
-static void parse_rule(struct policy *policy, uint32_t arch, unsigned line_number,
-		       char *text)
+static void parse_rule(struct policy *policy, uint32_t arch, const char *path,
+		       unsigned line_number, char *text)
 {
-	struct line_parser parser = { .path = policy->path, .line = line_number };
-	struct rule rule = { .line = line_number };
+	struct line_parser parser = { .path = path, .line = line_number };
+	struct rule rule = { .file = path, .file_index = policy->file_count,
+			     .line = line_number };
 	char *comment = strchr(text, '#');
 	const char *name;
 
 	if (!comment) {
-		report(policy->path, line_number,
+		report(path, line_number,
 		       "rule without a '# why' comment (every rule says why it is needed)");
 		return;
 	}
 	*comment = '\0';
 	for (const char *why = comment + 1; ; why++) {
 		if (*why == '\0' || *why == '\n') {
-			report(policy->path, line_number, "empty '# why' comment");
+			report(path, line_number, "empty '# why' comment");
 			return;
 		}
 		if (!isspace((unsigned char)*why))
@@ -498,7 +513,7 @@ static void parse_rule(struct policy *policy, uint32_t arch, unsigned line_numbe
 	if (parser.failed)
 		return;
 	if (policy->rule_count == MAX_RULES) {
-		report(policy->path, line_number, "too many rules (max %d)", MAX_RULES);
+		report(path, line_number, "too many rules (max %d)", MAX_RULES);
 		return;
 	}
 	check_against_earlier(policy, &rule);
@@ -520,7 +535,8 @@ static void count_syscalls(struct policy *policy)
 	}
 }
 
-void policy_parse_stream(struct policy *policy, uint32_t arch, FILE *file)
+void policy_parse_stream(struct policy *policy, uint32_t arch, const char *path,
+			 FILE *file)
 {
 	char line[MAX_LINE_LENGTH];
 	unsigned line_number = 0;
@@ -530,7 +546,7 @@ void policy_parse_stream(struct policy *policy, uint32_t arch, FILE *file)
 
 		line_number++;
 		if (!strchr(line, '\n') && !feof(file)) {
-			report(policy->path, line_number, "line too long (max %d characters)",
+			report(path, line_number, "line too long (max %d characters)",
 			       MAX_LINE_LENGTH - 2);
 			break;
 		}
@@ -538,23 +554,24 @@ void policy_parse_stream(struct policy *policy, uint32_t arch, FILE *file)
 			start++;
 		if (*start == '\0' || *start == '#')
 			continue;
-		parse_rule(policy, arch, line_number, line);
+		parse_rule(policy, arch, path, line_number, line);
 	}
 	if (ferror(file))
-		report(policy->path, line_number, "read error");
+		report(path, line_number, "read error");
+	policy->file_count++;
 	count_syscalls(policy);
 }
 
-int policy_parse_file(struct policy *policy, uint32_t arch)
+int policy_parse_file(struct policy *policy, uint32_t arch, const char *path)
 {
-	FILE *file = fopen(policy->path, "r");
+	FILE *file = fopen(path, "r");
 
 	if (!file) {
-		fprintf(error_stream(), "%s: %s\n", policy->path, strerror(errno));
+		fprintf(error_stream(), "%s: %s\n", path, strerror(errno));
 		error_count++;
 		return -1;
 	}
-	policy_parse_stream(policy, arch, file);
+	policy_parse_stream(policy, arch, path, file);
 	fclose(file);
 	return 0;
 }

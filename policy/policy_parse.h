@@ -1,12 +1,13 @@
 /*
- * policy_parse.h - the seccomp policy grammar: one policy file read into
+ * policy_parse.h - the seccomp policy grammar: policy files read into
  * rules, every syscall name checked against libseccomp.
  *
- * Owns: the parsed form of a policy (struct policy) and the error reports
- * ("file:line: message" on the error stream, counted).
+ * Owns: the parsed form of a policy (struct policy, the rules of one or
+ * more files merged in order) and the error reports ("file:line: message"
+ * on the error stream, counted).
  * Never: writes any output file or loads a filter; policy_compile (the
  * build tool) and the fuzzer both call it.
- * The grammar is described at the top of policy_compile.c.
+ * The file format is described in policy/README.md.
  */
 #ifndef VSOCKMUX_POLICY_PARSE_H
 #define VSOCKMUX_POLICY_PARSE_H
@@ -38,6 +39,8 @@ struct condition {
 struct rule {
 	int syscall_nr;
 	char syscall_name[MAX_TOKEN_LENGTH];
+	const char *file; /* the path it was read from (the caller's string) */
+	unsigned file_index; /* which of the policy's files: 0 for the first */
 	unsigned line;
 	unsigned condition_count;
 	struct condition conditions[MAX_CONDITIONS];
@@ -46,7 +49,7 @@ struct rule {
 
 struct policy {
 	const char *name;
-	const char *path;
+	unsigned file_count; /* files (streams) parsed into it so far */
 	struct rule rules[MAX_RULES];
 	size_t rule_count;
 	size_t syscall_count; /* distinct syscalls with an allow rule */
@@ -58,11 +61,16 @@ unsigned policy_error_count(void);
 /* Where reports go (NULL: stderr, the default). */
 void policy_set_error_stream(FILE *stream);
 
-/* Parse the file at policy->path. Returns 0 when the file was read (parse
- * errors are reported and counted), -1 if it could not be opened. */
-int policy_parse_file(struct policy *policy, uint32_t arch);
+/* Parse the file at path and add its rules to those policy already holds
+ * (from files parsed before into the same policy). A rule that repeats one
+ * of an earlier file is reported like a duplicate within one file, so a
+ * merged policy holds each rule once. path must outlive policy (rules
+ * point to it). Returns 0 when the file was read (parse errors are
+ * reported and counted), -1 if it could not be opened. */
+int policy_parse_file(struct policy *policy, uint32_t arch, const char *path);
 
-/* Parse an open stream as the content of policy->path (same reports). */
-void policy_parse_stream(struct policy *policy, uint32_t arch, FILE *file);
+/* Parse an open stream as the content of path (same merge and reports). */
+void policy_parse_stream(struct policy *policy, uint32_t arch, const char *path,
+			 FILE *file);
 
 #endif

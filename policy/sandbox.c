@@ -1,7 +1,8 @@
 /*
  * sandbox.c - load a role's seccomp filter, built at compile time from
- * policy/<role>.policy (and policy/sanitizer.policy in ASan/UBSan builds)
- * by policy_compile into policy_tables.c.
+ * policy/common.policy plus policy/<role>.policy (and
+ * policy/sanitizer.policy in ASan/UBSan builds) by policy_compile into
+ * policy_tables.c (see policy/README.md).
  *
  * Owns: turning the compiled rule tables into one libseccomp filter
  * (default action kill-process, or trap in --sandbox-debug mode), loading
@@ -167,8 +168,7 @@ static enum scmp_compare to_scmp_compare(enum policy_compare compare)
 }
 
 /* Resolve $PID / $PEER_PID. Returns 0 or -EINVAL (logged). */
-static int condition_value(const struct policy_table *table,
-			   const struct policy_rule *rule,
+static int condition_value(const struct policy_rule *rule,
 			   const struct policy_condition *condition,
 			   pid_t peer_pid, scmp_datum_t *value)
 {
@@ -182,7 +182,7 @@ static int condition_value(const struct policy_table *table,
 	case POLICY_VALUE_PEER_PID:
 		if (peer_pid <= 0) {
 			log_error("sandbox: %s:%u (%s) uses $PEER_PID: load this "
-				  "policy with sandbox_apply_with_peer", table->file,
+				  "policy with sandbox_apply_with_peer", rule->file,
 				  rule->line, rule->syscall_name);
 			return -EINVAL;
 		}
@@ -207,7 +207,7 @@ static int add_rules(scmp_filter_ctx filter, const struct policy_table *table,
 			const struct policy_condition *condition = &rule->conditions[c];
 			scmp_datum_t value;
 
-			result = condition_value(table, rule, condition, peer_pid, &value);
+			result = condition_value(rule, condition, peer_pid, &value);
 			if (result < 0)
 				return result;
 			comparisons[c].arg = condition->arg;
@@ -222,7 +222,7 @@ static int add_rules(scmp_filter_ctx filter, const struct policy_table *table,
 		result = seccomp_rule_add_array(filter, action, rule->syscall_nr,
 						rule->condition_count, comparisons);
 		if (result < 0) {
-			log_error("sandbox: %s:%u (%s): seccomp_rule_add: %s", table->file,
+			log_error("sandbox: %s:%u (%s): seccomp_rule_add: %s", rule->file,
 				  rule->line, rule->syscall_name, strerror(-result));
 			return result;
 		}

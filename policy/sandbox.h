@@ -1,6 +1,7 @@
 /*
  * sandbox.h - seccomp filters for the two processes, built from
- * policy/muxer.policy and policy/broker.policy at compile time.
+ * policy/common.policy with policy/muxer.policy or policy/broker.policy at
+ * compile time (policy/README.md).
  *
  * Why compiled in: a policy file changed on disk must not weaken a running
  * install; the build fails on a parse error or an unknown syscall name.

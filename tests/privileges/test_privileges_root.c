@@ -6,6 +6,15 @@
  *
  * Every drop runs in a forked child; the runner keeps its privileges.
  * Needs root: exits 77 (skipped) otherwise.
+ *
+ * Two groups, chosen by the first argument, each its own meson test:
+ * "drop" (the plan, the drops, the resource limits) and "namespaces" (the
+ * muxer's isolation). "namespaces" exits 77 (skipped) when this machine
+ * cannot give the muxer namespaces, the same conditions under which the
+ * daemon's muxer runs without them (no right to unshare, namespaces
+ * disabled, "/" not a mount point as in a chroot); any other failure of
+ * the probe fails the group. Without an argument both groups run: exit 1
+ * if a case failed, else 77 if the namespace group could not run, else 0.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -46,28 +55,69 @@
 
 static uid_t nobody_uid;
 static gid_t nobody_gid;
-static bool namespaces_available;
 
-/* Root in a container may still lack CAP_SYS_ADMIN: probe in a child. */
-static bool probe_namespaces(void)
+enum probe_result { NAMESPACES_USABLE, NAMESPACES_UNAVAILABLE, NAMESPACES_BROKEN };
+
+/* Probe child exit codes: which call failed, and was it expected here. */
+enum {
+	PROBE_OK = 0,
+	PROBE_UNSHARE_UNAVAILABLE = 10,
+	PROBE_ROOT_NOT_MOUNT_POINT = 11,
+	PROBE_UNSHARE_FAILED = 12,
+	PROBE_MOUNT_FAILED = 13,
+};
+
+static int probe_child(void)
+{
+	if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC) != 0) {
+		/* as privileges_isolate_muxer: no right, or not available */
+		if (errno == EPERM || errno == EINVAL || errno == ENOSPC)
+			return PROBE_UNSHARE_UNAVAILABLE;
+		fprintf(stderr, "probe: unshare: %s\n", strerror(errno));
+		return PROBE_UNSHARE_FAILED;
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+		if (errno == EINVAL)
+			return PROBE_ROOT_NOT_MOUNT_POINT;
+		fprintf(stderr, "probe: making mounts private: %s\n", strerror(errno));
+		return PROBE_MOUNT_FAILED;
+	}
+	return PROBE_OK;
+}
+
+/*
+ * Can the muxer get its namespaces here? Root in a container may still
+ * lack CAP_SYS_ADMIN, and in a chroot "/" is not a mount point: probed in
+ * a child. Unavailable exactly when privileges_isolate_muxer would run
+ * the muxer without isolation; anything else that fails is broken.
+ */
+static enum probe_result probe_namespaces(void)
 {
 	int status;
 	pid_t pid = fork();
 
 	if (pid == 0)
-		_exit(unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC) == 0 &&
-		      mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 ? 0 : 1);
-	if (pid < 0 || waitpid(pid, &status, 0) != pid)
-		return false;
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-static void skip_without_namespaces(void)
-{
-	if (!namespaces_available) {
+		_exit(probe_child());
+	if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+		perror("probe");
+		return NAMESPACES_BROKEN;
+	}
+	if (!WIFEXITED(status)) {
+		fprintf(stderr, "probe: child died (status 0x%x)\n", (unsigned)status);
+		return NAMESPACES_BROKEN;
+	}
+	switch (WEXITSTATUS(status)) {
+	case PROBE_OK:
+		return NAMESPACES_USABLE;
+	case PROBE_UNSHARE_UNAVAILABLE:
 		printf("SKIP: cannot isolate here: no right to create namespaces "
-		       "(no CAP_SYS_ADMIN?) or \"/\" is not a mount point (chroot)\n");
-		skip();
+		       "(no CAP_SYS_ADMIN?) or namespaces disabled\n");
+		return NAMESPACES_UNAVAILABLE;
+	case PROBE_ROOT_NOT_MOUNT_POINT:
+		printf("SKIP: cannot isolate here: \"/\" is not a mount point (chroot)\n");
+		return NAMESPACES_UNAVAILABLE;
+	default:
+		return NAMESPACES_BROKEN;
 	}
 }
 
@@ -467,7 +517,6 @@ static void test_isolate_muxer(void **state)
 	char byte = 0;
 	(void)state;
 
-	skip_without_namespaces();
 	listener = open_tcp_listener(&fixture.listener_port);
 	assert_true(listener >= 0);
 	fixture.shm_key = (key_t)(0x56530000 ^ getpid());
@@ -558,7 +607,6 @@ static void muxer_sequence_body(void *arg)
 static void test_muxer_sequence(void **state)
 {
 	(void)state;
-	skip_without_namespaces();
 	assert_true(child_succeeded(child_run(muxer_sequence_body, NULL, NULL, 0)));
 }
 
@@ -599,7 +647,11 @@ static void test_fsize_skipped_for_regular_stderr(void **state)
 	assert_true(child_succeeded(child_run(fsize_skipped_body, NULL, NULL, 0)));
 }
 
-int main(void)
+/* Exit codes of one group, and of a whole run. */
+#define GROUP_PASSED 0
+#define GROUP_FAILED 1
+
+static int run_drop_group(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plan_unknown_user_fails),
@@ -609,12 +661,45 @@ int main(void)
 		cmocka_unit_test(test_broker_drop),
 		cmocka_unit_test(test_pdeathsig_fires),
 		cmocka_unit_test(test_drop_fails_when_parent_gone),
-		cmocka_unit_test(test_isolate_muxer),
-		cmocka_unit_test(test_muxer_sequence),
 		cmocka_unit_test(test_fsize_skipped_for_regular_stderr),
 	};
-	const struct passwd *nobody;
 
+	return cmocka_run_group_tests_name("privileges_root_drop", tests, NULL, NULL) == 0
+		       ? GROUP_PASSED : GROUP_FAILED;
+}
+
+/* GROUP_PASSED, GROUP_FAILED or SKIP_EXIT_CODE (no namespaces here). */
+static int run_namespace_group(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_isolate_muxer),
+		cmocka_unit_test(test_muxer_sequence),
+	};
+
+	switch (probe_namespaces()) {
+	case NAMESPACES_USABLE:
+		break;
+	case NAMESPACES_UNAVAILABLE:
+		return SKIP_EXIT_CODE;
+	case NAMESPACES_BROKEN:
+		fprintf(stderr, "FAIL: the namespace probe failed unexpectedly\n");
+		return GROUP_FAILED;
+	}
+	return cmocka_run_group_tests_name("privileges_root_namespaces", tests, NULL,
+					   NULL) == 0 ? GROUP_PASSED : GROUP_FAILED;
+}
+
+int main(int argc, char **argv)
+{
+	const char *group = argc > 1 ? argv[1] : NULL;
+	const struct passwd *nobody;
+	int drop, namespaces;
+
+	if (argc > 2 || (group && strcmp(group, "drop") != 0 &&
+			 strcmp(group, "namespaces") != 0)) {
+		fprintf(stderr, "usage: %s [drop|namespaces]\n", argv[0]);
+		return 2;
+	}
 	if (geteuid() != 0) {
 		printf("SKIP: test_privileges_root needs root (it drops to \"nobody\" "
 		       "and creates namespaces in forked children)\n");
@@ -627,6 +712,13 @@ int main(void)
 	}
 	nobody_uid = nobody->pw_uid;
 	nobody_gid = nobody->pw_gid;
-	namespaces_available = probe_namespaces();
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	if (group && strcmp(group, "drop") == 0)
+		return run_drop_group();
+	if (group)
+		return run_namespace_group();
+	drop = run_drop_group();
+	namespaces = run_namespace_group();
+	if (drop == GROUP_FAILED || namespaces == GROUP_FAILED)
+		return GROUP_FAILED;
+	return namespaces;
 }
