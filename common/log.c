@@ -276,16 +276,28 @@ static bool ratelimit_admits(struct log_ratelimit *limit, uint32_t *suppressed)
 	return true;
 }
 
-void log_ratelimited(struct log_ratelimit *limit, enum log_level level,
-		     const char *format, ...)
+static void ratelimited_vmessage(struct log_ratelimit *limit, enum log_level level,
+				 const struct log_connection *connection,
+				 const char *format, va_list args)
+	__attribute__((format(printf, 4, 0)));
+
+static void ratelimited_vmessage(struct log_ratelimit *limit, enum log_level level,
+				 const struct log_connection *connection,
+				 const char *format, va_list args)
 {
-	va_list args;
 	uint32_t suppressed;
 
 	if (level > current_level || !ratelimit_admits(limit, &suppressed))
 		return;
+	log_vmessage(level, suppressed, connection, format, args);
+}
+
+void log_ratelimited(struct log_ratelimit *limit, enum log_level level,
+		     const char *format, ...)
+{
+	va_list args;
 	va_start(args, format);
-	log_vmessage(level, suppressed, NULL, format, args);
+	ratelimited_vmessage(limit, level, NULL, format, args);
 	va_end(args);
 }
 
@@ -293,11 +305,7 @@ void log_connection_event(struct log_ratelimit *limit, enum log_level level,
 			  const struct log_connection *connection, const char *format, ...)
 {
 	va_list args;
-	uint32_t suppressed;
-
-	if (level > current_level || !ratelimit_admits(limit, &suppressed))
-		return;
 	va_start(args, format);
-	log_vmessage(level, suppressed, connection, format, args);
+	ratelimited_vmessage(limit, level, connection, format, args);
 	va_end(args);
 }
