@@ -78,6 +78,25 @@ size_t pattern_check(uint32_t seed, uint64_t offset, const uint8_t *buffer,
 }
 
 /* Feed received bytes into a sink; fail on wrong content or excess. */
+void source_start(struct sys_source *source, uint32_t seed, uint64_t total,
+		  enum sys_after after)
+{
+	memset(source, 0, sizeof(*source));
+	source->active = true;
+	source->seed = seed;
+	source->total = total;
+	source->after = after;
+	source->start_ns = sys_now_ns();
+}
+
+void sink_start(struct sys_sink *sink, uint32_t seed, uint64_t expected)
+{
+	memset(sink, 0, sizeof(*sink));
+	sink->active = true;
+	sink->seed = seed;
+	sink->expected = expected;
+}
+
 void sink_feed(const char *name, struct sys_sink *sink,
 		      const uint8_t *data, size_t len)
 {
@@ -136,20 +155,12 @@ struct guest_stream *guest_stream_add(struct sys_harness *h,
 void guest_stream_source(struct guest_stream *gs, uint32_t seed,
 			 uint64_t total, enum sys_after after)
 {
-	memset(&gs->source, 0, sizeof(gs->source));
-	gs->source.active = true;
-	gs->source.seed = seed;
-	gs->source.total = total;
-	gs->source.after = after;
-	gs->source.start_ns = sys_now_ns();
+	source_start(&gs->source, seed, total, after);
 }
 
 void guest_stream_sink(struct guest_stream *gs, uint32_t seed, uint64_t expected)
 {
-	memset(&gs->sink, 0, sizeof(gs->sink));
-	gs->sink.active = true;
-	gs->sink.seed = seed;
-	gs->sink.expected = expected;
+	sink_start(&gs->sink, seed, expected);
 }
 
 void guest_stream_remove(struct sys_harness *h, struct guest_stream *gs)
