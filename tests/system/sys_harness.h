@@ -377,6 +377,19 @@ double sys_mib_per_s(uint64_t bytes, uint64_t ns);
  * response->stats. */
 Vsockmux__Control__Response *sys_query_stats(struct sys_harness *h,
 					     bool include_connections);
+/* A control Request framed as the daemon reads it (a 4-byte big-endian
+ * length, then the packed message) into frame (size bytes, at least the
+ * frame's length); returns the frame's length. */
+size_t sys_control_frame(const Vsockmux__Control__Request *request, uint8_t *frame,
+			 size_t size);
+/* Over a connected control socket fd: send request (none if NULL), read
+ * the framed Response within timeout_ms, pumping the harness meanwhile,
+ * and close fd. NULL if the daemon closed before the first byte of an
+ * answer; a cut-short or undecodable answer fails the test. Free with
+ * sys_stats_free. */
+Vsockmux__Control__Response *sys_control_exchange(struct sys_harness *h, int fd,
+						  const Vsockmux__Control__Request *request,
+						  int timeout_ms);
 void sys_stats_free(Vsockmux__Control__Response *response);
 /* stats->dropped[reason]; fails the test if the reason is not reported. */
 uint64_t sys_stats_dropped(const Vsockmux__Control__Stats *stats, const char *reason);

@@ -794,9 +794,6 @@ static Vsockmux__Control__Response *raw_query_as(struct sys_harness *h, uid_t eu
 	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	Vsockmux__Control__Request request = VSOCKMUX__CONTROL__REQUEST__INIT;
 	Vsockmux__Control__Response *response;
-	uint64_t end = sys_wait_end(h, VSOCKCTL_TIMEOUT_MS);
-	uint8_t frame[64], *body = NULL;
-	size_t got = 0, need = 4;
 	int fd, connected;
 
 	CHECK(strlen(path) < sizeof(address.sun_path));
@@ -809,52 +806,11 @@ static Vsockmux__Control__Response *raw_query_as(struct sys_harness *h, uid_t eu
 	CHECKF(euid == 0 || seteuid(0) == 0, "seteuid(0): %s", strerror(errno));
 	CHECKF(connected == 0, "connect %s as uid %u: %s", path, (unsigned)euid,
 	       strerror(errno));
-	if (!silent) {
-		size_t length;
-		request.version = CONTROL_VERSION;
-		length = vsockmux__control__request__get_packed_size(&request);
-		CHECK(length + 4 <= sizeof(frame));
-		frame[0] = frame[1] = 0;
-		frame[2] = (uint8_t)(length >> 8);
-		frame[3] = (uint8_t)length;
-		vsockmux__control__request__pack(&request, frame + 4);
-		CHECKF(send(fd, frame, length + 4, MSG_NOSIGNAL) == (ssize_t)(length + 4),
-		       "sending the request: %s", strerror(errno));
-	}
-	while (got < need) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		uint8_t *target = need == 4 ? frame : body;
-		ssize_t count;
-		int wait_ms = sys_ms_until(end);
-
-		CHECKF(wait_ms > 0, "no control response within %d ms", VSOCKCTL_TIMEOUT_MS);
-		if (poll(&pfd, 1, wait_ms < 10 ? wait_ms : 10) <= 0) {
-			sys_pump(h, 0);
-			continue;
-		}
-		count = recv(fd, target + got, need - got, MSG_DONTWAIT);
-		if (count < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (count <= 0) {
-			CHECKF(got == 0 && need == 4, "control response cut short");
-			free(body);
-			close(fd);
-			return NULL;
-		}
-		got += (size_t)count;
-		if (got == 4 && need == 4) {
-			need = control_get_length(frame);
-			CHECKF(need > 0 && need <= CONTROL_MAX_RESPONSE, "response length %zu", need);
-			body = malloc(need);
-			CHECK(body);
-			got = 0;
-		}
-	}
-	close(fd);
-	response = vsockmux__control__response__unpack(NULL, need, body);
-	free(body);
-	CHECKF(response, "undecodable control response");
-	CHECKF(response->version == CONTROL_VERSION, "response version %u", response->version);
+	request.version = CONTROL_VERSION;
+	response = sys_control_exchange(h, fd, silent ? NULL : &request, VSOCKCTL_TIMEOUT_MS);
+	if (response)
+		CHECKF(response->version == CONTROL_VERSION, "response version %u",
+		       response->version);
 	return response;
 }
 
@@ -963,7 +919,6 @@ static void raw_start(struct hammer *hammer, int index)
 	struct raw_client *client = &hammer->clients[index];
 	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	Vsockmux__Control__Request request = VSOCKMUX__CONTROL__REQUEST__INIT;
-	size_t length;
 
 	client->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	CHECKF(client->fd >= 0, "socket: %s", strerror(errno));
@@ -977,14 +932,8 @@ static void raw_start(struct hammer *hammer, int index)
 	}
 	request.version = CONTROL_VERSION;
 	request.include_connections = true;
-	length = vsockmux__control__request__get_packed_size(&request);
-	CHECK(length + 4 <= sizeof(client->request));
-	client->request[0] = 0;
-	client->request[1] = 0;
-	client->request[2] = (uint8_t)(length >> 8);
-	client->request[3] = (uint8_t)length;
-	vsockmux__control__request__pack(&request, client->request + 4);
-	client->request_length = length + 4;
+	client->request_length = sys_control_frame(&request, client->request,
+						   sizeof(client->request));
 	client->request_sent = 0;
 	client->response_got = 0;
 	client->response_need = 4;
