@@ -389,6 +389,30 @@ void sys_copy_executable(struct sys_harness *h, const char *path, char *out,
 	CHECK(fchmod(copy, 0755) == 0 && close(copy) == 0);
 }
 
+pid_t sys_fork_child(void)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	CHECKF(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		sigset_t none;
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGALRM, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	return pid;
+}
+
+bool sys_child_become(uid_t uid, gid_t gid)
+{
+	return uid == 0 || (setgroups(0, NULL) == 0 && setresgid(gid, gid, gid) == 0 &&
+			    setresuid(uid, uid, uid) == 0);
+}
+
 void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 {
 	const char *exe = getenv("VSOCKMUXD");
@@ -428,18 +452,10 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 		CHECKF(pipe2(test_pipe, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
 	if (h->daemon_stderr == SYS_STDERR_TEST_PIPE)
 		(void)fcntl(test_pipe[0], F_SETPIPE_SZ, 4096); /* fills fast */
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	CHECKF(pid >= 0, "fork: %s", strerror(errno));
+	pid = sys_fork_child();
 	if (pid == 0) {
-		sigset_t none;
 		/* never outlive the test */
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGALRM, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (dup2(pipefd[1], STDERR_FILENO) < 0 || dup2(pipefd[1], STDOUT_FILENO) < 0)
 			_exit(126);
 		if (h->daemon_stderr == SYS_STDERR_DEV_FULL) {
@@ -456,9 +472,7 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 			if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
 				_exit(124);
 		}
-		if (h->daemon_uid != 0 &&
-		    (setgroups(0, NULL) != 0 || setresgid(h->daemon_gid, h->daemon_gid, h->daemon_gid) != 0 ||
-		     setresuid(h->daemon_uid, h->daemon_uid, h->daemon_uid) != 0))
+		if (!sys_child_become(h->daemon_uid, h->daemon_gid))
 			_exit(125);
 		/* sanitizer reports must end in a signal we can see */
 		setenv("ASAN_OPTIONS", "abort_on_error=1:halt_on_error=1", 0);

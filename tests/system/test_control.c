@@ -133,23 +133,14 @@ static void run_vsockctl_as(struct sys_harness *h, uid_t uid, const char *const 
 	argv[argc] = NULL;
 	CHECK(pipe2(out_pipe, O_CLOEXEC) == 0);
 	CHECK(pipe2(err_pipe, O_CLOEXEC) == 0);
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	CHECKF(pid >= 0, "fork: %s", strerror(errno));
+	pid = sys_fork_child();
 	if (pid == 0) {
-		sigset_t none;
 		int null_fd = open("/dev/null", O_RDONLY);
-		signal(SIGPIPE, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 ||
 		    dup2(out_pipe[1], STDOUT_FILENO) < 0 ||
 		    dup2(err_pipe[1], STDERR_FILENO) < 0)
 			_exit(126);
-		if (uid != 0 &&
-		    (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
-		     setresuid(uid, uid, uid) != 0))
+		if (!sys_child_become(uid, uid))
 			_exit(125);
 		unsetenv("VSOCKMUX_CONTROL_SOCKET");
 		execv(exe, (char *const *)argv);
@@ -598,19 +589,16 @@ static void check_row(json_object *row, const struct vguest_sock *g, bool from_h
 
 static void test_json_fields(struct sys_harness *h)
 {
-	struct vguest_sock *listener, *hg, *gg;
+	struct vguest_sock *hg, *gg;
 	struct host_conn *hc, *gc;
-	struct host_listener *hl;
 	json_object *stats, *connections;
 	uint64_t max_age_ms;
 	uint8_t *data;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 5000);
-	sys_open_host_initiated(h, h->vg, listener, 5000, &hc, &hg);
+	(void)sys_open_to_guest(h, 5000, &hc, &hg);
 	exchange(h, hc, hg, 7, 12345, 777);
-	hl = host_listen(h, 6000);
-	sys_open_guest_initiated(h, h->vg, hl, &gc, &gg);
+	(void)sys_open_to_host(h, 6000, &gc, &gg);
 	exchange(h, gc, gg, 8, 4321, 99999);
 	/* one more guest -> host without reply, to tell the directions apart */
 	data = pattern_buffer(9, 1111);
@@ -659,18 +647,15 @@ static double metric_value(const char *text, const char *series)
 static void test_metrics_valid(struct sys_harness *h)
 {
 	static const char *const words[] = { "metrics", NULL };
-	struct vguest_sock *listener, *hg, *gg, *orphan;
+	struct vguest_sock *hg, *gg, *orphan;
 	struct host_conn *hc, *gc;
-	struct host_listener *hl;
 	struct ctl_run run;
 	char error[256], series[256];
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 5000);
-	sys_open_host_initiated(h, h->vg, listener, 5000, &hc, &hg);
+	(void)sys_open_to_guest(h, 5000, &hc, &hg);
 	exchange(h, hc, hg, 1, 50000, 60000);
-	hl = host_listen(h, 6000);
-	sys_open_guest_initiated(h, h->vg, hl, &gc, &gg);
+	(void)sys_open_to_host(h, 6000, &gc, &gg);
 	exchange(h, gc, gg, 2, 7, 8);
 	orphan = vguest_connect_port(h->vg, 6001);
 	CHECK(orphan);
@@ -1079,7 +1064,7 @@ static void test_hammer_during_bulk(struct sys_harness *h)
 {
 	static const char *const status_words[] = { "status", NULL };
 	static struct hammer hammer;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 	struct ctl_run run;
@@ -1090,9 +1075,7 @@ static void test_hammer_during_bulk(struct sys_harness *h)
 	memset(&hammer, 0, sizeof(hammer));
 	sys_setup(h);
 	control_path(h, hammer.path, sizeof(hammer.path));
-	listener = vguest_listen(h->vg, 5000);
-	sys_open_host_initiated(h, h->vg, listener, 5000, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_guest(h, 5000, &c, &g);
 
 	for (int i = 0; i < HAMMER_CLIENTS; i++) {
 		hammer.clients[i].fd = -1;
@@ -1157,8 +1140,7 @@ static void test_hammer_during_bulk(struct sys_harness *h)
 	printf("vsockctl status after the hammer (%.1f ms):\n%s", run.elapsed_ms, run.out);
 	ctl_run_free(&run);
 
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 	host_close(c);
 	stats = wait_all_closed(h, 5000);
 	EXPECT_U64(stats, "bytes_to_guest", HAMMER_SIZE);
