@@ -389,6 +389,30 @@ void sys_copy_executable(struct sys_harness *h, const char *path, char *out,
 	CHECK(fchmod(copy, 0755) == 0 && close(copy) == 0);
 }
 
+pid_t sys_fork_child(void)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	CHECKF(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		sigset_t none;
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGALRM, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	return pid;
+}
+
+bool sys_child_become(uid_t uid, gid_t gid)
+{
+	return uid == 0 || (setgroups(0, NULL) == 0 && setresgid(gid, gid, gid) == 0 &&
+			    setresuid(uid, uid, uid) == 0);
+}
+
 void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 {
 	const char *exe = getenv("VSOCKMUXD");
@@ -428,18 +452,10 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 		CHECKF(pipe2(test_pipe, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
 	if (h->daemon_stderr == SYS_STDERR_TEST_PIPE)
 		(void)fcntl(test_pipe[0], F_SETPIPE_SZ, 4096); /* fills fast */
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	CHECKF(pid >= 0, "fork: %s", strerror(errno));
+	pid = sys_fork_child();
 	if (pid == 0) {
-		sigset_t none;
 		/* never outlive the test */
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGALRM, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (dup2(pipefd[1], STDERR_FILENO) < 0 || dup2(pipefd[1], STDOUT_FILENO) < 0)
 			_exit(126);
 		if (h->daemon_stderr == SYS_STDERR_DEV_FULL) {
@@ -456,9 +472,7 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 			if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
 				_exit(124);
 		}
-		if (h->daemon_uid != 0 &&
-		    (setgroups(0, NULL) != 0 || setresgid(h->daemon_gid, h->daemon_gid, h->daemon_gid) != 0 ||
-		     setresuid(h->daemon_uid, h->daemon_uid, h->daemon_uid) != 0))
+		if (!sys_child_become(h->daemon_uid, h->daemon_gid))
 			_exit(125);
 		/* sanitizer reports must end in a signal we can see */
 		setenv("ASAN_OPTIONS", "abort_on_error=1:halt_on_error=1", 0);
@@ -651,8 +665,8 @@ void sys_forget_daemon(struct sys_harness *h)
 
 /* Read exactly len bytes from fd, pumping the harness meanwhile. false on
  * EOF before the first byte. */
-static bool stats_read(struct sys_harness *h, int fd, uint8_t *target,
-		       size_t len, uint64_t end)
+static bool control_read(struct sys_harness *h, int fd, uint8_t *target, size_t len,
+			 uint64_t end, int timeout_ms)
 {
 	size_t got = 0;
 	while (got < len) {
@@ -660,7 +674,7 @@ static bool stats_read(struct sys_harness *h, int fd, uint8_t *target,
 		ssize_t count;
 		int wait_ms = sys_ms_until(end);
 
-		CHECKF(wait_ms > 0, "no stats answer within %d ms", SYS_STATS_TIMEOUT_MS);
+		CHECKF(wait_ms > 0, "no control response within %d ms", timeout_ms);
 		if (poll(&pfd, 1, wait_ms < 10 ? wait_ms : 10) <= 0) {
 			sys_pump(h, 0);
 			continue;
@@ -669,12 +683,55 @@ static bool stats_read(struct sys_harness *h, int fd, uint8_t *target,
 		if (count < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (count <= 0) {
-			CHECKF(got == 0, "stats answer cut short");
+			CHECKF(got == 0, "control response cut short");
 			return false;
 		}
 		got += (size_t)count;
 	}
 	return true;
+}
+
+size_t sys_control_frame(const Vsockmux__Control__Request *request, uint8_t *frame,
+			 size_t size)
+{
+	size_t length = vsockmux__control__request__get_packed_size(request);
+
+	CHECK(length + 4 <= size);
+	frame[0] = frame[1] = 0;
+	frame[2] = (uint8_t)(length >> 8);
+	frame[3] = (uint8_t)length;
+	vsockmux__control__request__pack(request, frame + 4);
+	return length + 4;
+}
+
+Vsockmux__Control__Response *sys_control_exchange(struct sys_harness *h, int fd,
+						  const Vsockmux__Control__Request *request,
+						  int timeout_ms)
+{
+	Vsockmux__Control__Response *response;
+	uint64_t end = sys_wait_end(h, timeout_ms);
+	uint8_t frame[64], *body;
+	size_t need;
+
+	if (request) {
+		size_t length = sys_control_frame(request, frame, sizeof(frame));
+		CHECKF(send(fd, frame, length, MSG_NOSIGNAL) == (ssize_t)length,
+		       "sending the control request: %s", strerror(errno));
+	}
+	if (!control_read(h, fd, frame, 4, end, timeout_ms)) {
+		close(fd);
+		return NULL;
+	}
+	need = control_get_length(frame);
+	CHECKF(need > 0 && need <= CONTROL_MAX_RESPONSE, "control response length %zu", need);
+	body = malloc(need);
+	CHECK(body);
+	CHECKF(control_read(h, fd, body, need, end, timeout_ms), "control response cut short");
+	close(fd);
+	response = vsockmux__control__response__unpack(NULL, need, body);
+	free(body);
+	CHECKF(response, "undecodable control response");
+	return response;
 }
 
 Vsockmux__Control__Response *sys_query_stats(struct sys_harness *h,
@@ -683,9 +740,6 @@ Vsockmux__Control__Response *sys_query_stats(struct sys_harness *h,
 	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	Vsockmux__Control__Request request = VSOCKMUX__CONTROL__REQUEST__INIT;
 	Vsockmux__Control__Response *response;
-	uint64_t end = sys_wait_end(h, SYS_STATS_TIMEOUT_MS);
-	uint8_t frame[64], *body;
-	size_t length, need;
 	int fd;
 
 	CHECK((size_t)snprintf(address.sun_path, sizeof(address.sun_path), "%s.ctl",
@@ -696,25 +750,8 @@ Vsockmux__Control__Response *sys_query_stats(struct sys_harness *h,
 	       "connect %s: %s", address.sun_path, strerror(errno));
 	request.version = SYS_CONTROL_VERSION;
 	request.include_connections = include_connections;
-	length = vsockmux__control__request__get_packed_size(&request);
-	CHECK(length + 4 <= sizeof(frame));
-	frame[0] = frame[1] = 0;
-	frame[2] = (uint8_t)(length >> 8);
-	frame[3] = (uint8_t)length;
-	vsockmux__control__request__pack(&request, frame + 4);
-	CHECKF(send(fd, frame, length + 4, MSG_NOSIGNAL) == (ssize_t)(length + 4),
-	       "sending the stats request: %s", strerror(errno));
-	CHECKF(stats_read(h, fd, frame, 4, end), "daemon closed the control "
-	       "connection without an answer");
-	need = control_get_length(frame);
-	CHECKF(need > 0 && need <= CONTROL_MAX_RESPONSE, "stats length %zu", need);
-	body = malloc(need);
-	CHECK(body);
-	CHECK(stats_read(h, fd, body, need, end));
-	close(fd);
-	response = vsockmux__control__response__unpack(NULL, need, body);
-	free(body);
-	CHECKF(response, "undecodable control response");
+	response = sys_control_exchange(h, fd, &request, SYS_STATS_TIMEOUT_MS);
+	CHECKF(response, "daemon closed the control connection without an answer");
 	CHECKF(response->error == NULL || response->error[0] == '\0',
 	       "control error: %s", response->error);
 	CHECKF(response->stats, "control response without stats");

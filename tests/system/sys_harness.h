@@ -218,6 +218,13 @@ int sys_ms_until(uint64_t end_ns);
 /* Start the daemon with the standard arguments plus extra (NULL-ended,
  * may be NULL); waits for "ready". */
 void sys_start_daemon(struct sys_harness *h, const char *const *extra_args);
+/* fork() for a child that will exec: stdio flushed first; in the child
+ * SIGPIPE and SIGALRM are back to their defaults and no signal is
+ * blocked. Fails the test if fork fails. */
+pid_t sys_fork_child(void);
+/* In such a child: drop to uid and gid (no supplementary groups) unless
+ * uid is 0; false if a step failed. */
+bool sys_child_become(uid_t uid, gid_t gid);
 /* Create a guest with options (NULL: defaults, with h->guest_cid) and run
  * the vhost-user
  * set-up; fails the test on error. The first one becomes h->vg. */
@@ -348,6 +355,30 @@ void sys_guest_write_all(struct sys_harness *h, struct vguest_sock *sock,
  * of it: the host sees EOF, the guest gets the RST that ends it. */
 void sys_close_from_guest(struct sys_harness *h, struct vguest_sock *g,
 			  struct host_conn *c);
+/* The guest stream on g goes, then sys_close_from_guest. */
+void sys_stream_close(struct sys_harness *h, struct guest_stream *gs,
+		      struct vguest_sock *g, struct host_conn *c);
+/* On h->vg: a host listener on port and one connection from the guest
+ * to it (sys_open_guest_initiated); returns the listener. */
+struct host_listener *sys_open_to_host(struct sys_harness *h, uint32_t port,
+				       struct host_conn **host, struct vguest_sock **guest);
+/* On h->vg: a guest listener on port and one connection from the host to
+ * it (sys_open_host_initiated); returns the listener. */
+struct vguest_sock *sys_open_to_guest(struct sys_harness *h, uint32_t port,
+				      struct host_conn **host, struct vguest_sock **guest);
+/* sys_open_to_host or sys_open_to_guest, and a guest stream on the guest
+ * socket (guest_stream_add); returns the stream. */
+struct guest_stream *sys_stream_to_host(struct sys_harness *h, uint32_t port,
+					struct host_conn **host, struct vguest_sock **guest);
+struct guest_stream *sys_stream_to_guest(struct sys_harness *h, uint32_t port,
+					 struct host_conn **host, struct vguest_sock **guest);
+/* size bytes of the pattern of seed from the host connection c to the
+ * guest stream gs (down) or from gs to c (up), checked byte for byte;
+ * waits up to timeout_ms until all of them arrived. */
+void sys_transfer_down(struct sys_harness *h, struct host_conn *c, struct guest_stream *gs,
+		       uint32_t seed, uint64_t size, int timeout_ms);
+void sys_transfer_up(struct sys_harness *h, struct guest_stream *gs, struct host_conn *c,
+		     uint32_t seed, uint64_t size, int timeout_ms);
 /* Wait until the host has len bytes of input, compare, consume. */
 void sys_host_expect(struct sys_harness *h, struct host_conn *c,
 		     const void *data, size_t len, int timeout_ms);
@@ -377,6 +408,19 @@ double sys_mib_per_s(uint64_t bytes, uint64_t ns);
  * response->stats. */
 Vsockmux__Control__Response *sys_query_stats(struct sys_harness *h,
 					     bool include_connections);
+/* A control Request framed as the daemon reads it (a 4-byte big-endian
+ * length, then the packed message) into frame (size bytes, at least the
+ * frame's length); returns the frame's length. */
+size_t sys_control_frame(const Vsockmux__Control__Request *request, uint8_t *frame,
+			 size_t size);
+/* Over a connected control socket fd: send request (none if NULL), read
+ * the framed Response within timeout_ms, pumping the harness meanwhile,
+ * and close fd. NULL if the daemon closed before the first byte of an
+ * answer; a cut-short or undecodable answer fails the test. Free with
+ * sys_stats_free. */
+Vsockmux__Control__Response *sys_control_exchange(struct sys_harness *h, int fd,
+						  const Vsockmux__Control__Request *request,
+						  int timeout_ms);
 void sys_stats_free(Vsockmux__Control__Response *response);
 /* stats->dropped[reason]; fails the test if the reason is not reported. */
 uint64_t sys_stats_dropped(const Vsockmux__Control__Stats *stats, const char *reason);

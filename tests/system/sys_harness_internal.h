@@ -33,6 +33,11 @@ void host_handle_readable(struct sys_harness *h, struct host_conn *c);
 void host_listener_accept_all(struct sys_harness *h, struct host_listener *l);
 
 /* ---- sys_streams.c ---- */
+/* A source or sink (of a host connection or a guest stream) starts over:
+ * total (expected) bytes of the pattern of seed, from offset 0. */
+void source_start(struct sys_source *source, uint32_t seed, uint64_t total,
+		  enum sys_after after);
+void sink_start(struct sys_sink *sink, uint32_t seed, uint64_t expected);
 /* Check arriving bytes of a stream against its pattern; fails the test at
  * the first wrong byte or a byte past the expected end. */
 void sink_feed(const char *name, struct sys_sink *sink, const uint8_t *data,

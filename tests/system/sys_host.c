@@ -262,20 +262,12 @@ void host_set_paused(struct host_conn *c, bool paused)
 void host_source(struct host_conn *c, uint32_t seed, uint64_t total,
 		 enum sys_after after)
 {
-	memset(&c->source, 0, sizeof(c->source));
-	c->source.active = true;
-	c->source.seed = seed;
-	c->source.total = total;
-	c->source.after = after;
-	c->source.start_ns = sys_now_ns();
+	source_start(&c->source, seed, total, after);
 }
 
 void host_sink(struct host_conn *c, uint32_t seed, uint64_t expected)
 {
-	memset(&c->sink, 0, sizeof(c->sink));
-	c->sink.active = true;
-	c->sink.seed = seed;
-	c->sink.expected = expected;
+	sink_start(&c->sink, seed, expected);
 	/* bytes that arrived before the sink was attached */
 	if (buf_len(&c->in) > 0) {
 		sink_feed(c->name, &c->sink, c->in.data + c->in.head, buf_len(&c->in));

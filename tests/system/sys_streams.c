@@ -78,6 +78,25 @@ size_t pattern_check(uint32_t seed, uint64_t offset, const uint8_t *buffer,
 }
 
 /* Feed received bytes into a sink; fail on wrong content or excess. */
+void source_start(struct sys_source *source, uint32_t seed, uint64_t total,
+		  enum sys_after after)
+{
+	memset(source, 0, sizeof(*source));
+	source->active = true;
+	source->seed = seed;
+	source->total = total;
+	source->after = after;
+	source->start_ns = sys_now_ns();
+}
+
+void sink_start(struct sys_sink *sink, uint32_t seed, uint64_t expected)
+{
+	memset(sink, 0, sizeof(*sink));
+	sink->active = true;
+	sink->seed = seed;
+	sink->expected = expected;
+}
+
 void sink_feed(const char *name, struct sys_sink *sink,
 		      const uint8_t *data, size_t len)
 {
@@ -136,20 +155,12 @@ struct guest_stream *guest_stream_add(struct sys_harness *h,
 void guest_stream_source(struct guest_stream *gs, uint32_t seed,
 			 uint64_t total, enum sys_after after)
 {
-	memset(&gs->source, 0, sizeof(gs->source));
-	gs->source.active = true;
-	gs->source.seed = seed;
-	gs->source.total = total;
-	gs->source.after = after;
-	gs->source.start_ns = sys_now_ns();
+	source_start(&gs->source, seed, total, after);
 }
 
 void guest_stream_sink(struct guest_stream *gs, uint32_t seed, uint64_t expected)
 {
-	memset(&gs->sink, 0, sizeof(gs->sink));
-	gs->sink.active = true;
-	gs->sink.seed = seed;
-	gs->sink.expected = expected;
+	sink_start(&gs->sink, seed, expected);
 }
 
 void guest_stream_remove(struct sys_harness *h, struct guest_stream *gs)
@@ -315,4 +326,60 @@ void sys_close_from_guest(struct sys_harness *h, struct vguest_sock *g,
 	WAIT_FOR(h, 3000, host_peer_closed(c));
 	WAIT_FOR(h, 3000, g->state == VGUEST_SOCK_CLOSED);
 	CHECKF(g->reset_received, "guest close was not answered with RST");
+}
+
+struct host_listener *sys_open_to_host(struct sys_harness *h, uint32_t port,
+				       struct host_conn **host, struct vguest_sock **guest)
+{
+	struct host_listener *listener = host_listen(h, port);
+
+	sys_open_guest_initiated(h, h->vg, listener, host, guest);
+	return listener;
+}
+
+struct vguest_sock *sys_open_to_guest(struct sys_harness *h, uint32_t port,
+				      struct host_conn **host, struct vguest_sock **guest)
+{
+	struct vguest_sock *listener = vguest_listen(h->vg, port);
+
+	CHECK(listener);
+	sys_open_host_initiated(h, h->vg, listener, port, host, guest);
+	return listener;
+}
+
+void sys_transfer_down(struct sys_harness *h, struct host_conn *c, struct guest_stream *gs,
+		       uint32_t seed, uint64_t size, int timeout_ms)
+{
+	host_source(c, seed, size, SYS_AFTER_NOTHING);
+	guest_stream_sink(gs, seed, size);
+	WAIT_FOR(h, timeout_ms, gs->sink.received == size);
+}
+
+void sys_transfer_up(struct sys_harness *h, struct guest_stream *gs, struct host_conn *c,
+		     uint32_t seed, uint64_t size, int timeout_ms)
+{
+	guest_stream_source(gs, seed, size, SYS_AFTER_NOTHING);
+	host_sink(c, seed, size);
+	WAIT_FOR(h, timeout_ms, c->sink.received == size);
+}
+
+void sys_stream_close(struct sys_harness *h, struct guest_stream *gs,
+		      struct vguest_sock *g, struct host_conn *c)
+{
+	guest_stream_remove(h, gs);
+	sys_close_from_guest(h, g, c);
+}
+
+struct guest_stream *sys_stream_to_host(struct sys_harness *h, uint32_t port,
+					struct host_conn **host, struct vguest_sock **guest)
+{
+	(void)sys_open_to_host(h, port, host, guest);
+	return guest_stream_add(h, *guest);
+}
+
+struct guest_stream *sys_stream_to_guest(struct sys_harness *h, uint32_t port,
+					 struct host_conn **host, struct vguest_sock **guest)
+{
+	(void)sys_open_to_guest(h, port, host, guest);
+	return guest_stream_add(h, *guest);
 }

@@ -133,23 +133,14 @@ static void run_vsockctl_as(struct sys_harness *h, uid_t uid, const char *const 
 	argv[argc] = NULL;
 	CHECK(pipe2(out_pipe, O_CLOEXEC) == 0);
 	CHECK(pipe2(err_pipe, O_CLOEXEC) == 0);
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	CHECKF(pid >= 0, "fork: %s", strerror(errno));
+	pid = sys_fork_child();
 	if (pid == 0) {
-		sigset_t none;
 		int null_fd = open("/dev/null", O_RDONLY);
-		signal(SIGPIPE, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 ||
 		    dup2(out_pipe[1], STDOUT_FILENO) < 0 ||
 		    dup2(err_pipe[1], STDERR_FILENO) < 0)
 			_exit(126);
-		if (uid != 0 &&
-		    (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
-		     setresuid(uid, uid, uid) != 0))
+		if (!sys_child_become(uid, uid))
 			_exit(125);
 		unsetenv("VSOCKMUX_CONTROL_SOCKET");
 		execv(exe, (char *const *)argv);
@@ -598,19 +589,16 @@ static void check_row(json_object *row, const struct vguest_sock *g, bool from_h
 
 static void test_json_fields(struct sys_harness *h)
 {
-	struct vguest_sock *listener, *hg, *gg;
+	struct vguest_sock *hg, *gg;
 	struct host_conn *hc, *gc;
-	struct host_listener *hl;
 	json_object *stats, *connections;
 	uint64_t max_age_ms;
 	uint8_t *data;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 5000);
-	sys_open_host_initiated(h, h->vg, listener, 5000, &hc, &hg);
+	(void)sys_open_to_guest(h, 5000, &hc, &hg);
 	exchange(h, hc, hg, 7, 12345, 777);
-	hl = host_listen(h, 6000);
-	sys_open_guest_initiated(h, h->vg, hl, &gc, &gg);
+	(void)sys_open_to_host(h, 6000, &gc, &gg);
 	exchange(h, gc, gg, 8, 4321, 99999);
 	/* one more guest -> host without reply, to tell the directions apart */
 	data = pattern_buffer(9, 1111);
@@ -659,18 +647,15 @@ static double metric_value(const char *text, const char *series)
 static void test_metrics_valid(struct sys_harness *h)
 {
 	static const char *const words[] = { "metrics", NULL };
-	struct vguest_sock *listener, *hg, *gg, *orphan;
+	struct vguest_sock *hg, *gg, *orphan;
 	struct host_conn *hc, *gc;
-	struct host_listener *hl;
 	struct ctl_run run;
 	char error[256], series[256];
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 5000);
-	sys_open_host_initiated(h, h->vg, listener, 5000, &hc, &hg);
+	(void)sys_open_to_guest(h, 5000, &hc, &hg);
 	exchange(h, hc, hg, 1, 50000, 60000);
-	hl = host_listen(h, 6000);
-	sys_open_guest_initiated(h, h->vg, hl, &gc, &gg);
+	(void)sys_open_to_host(h, 6000, &gc, &gg);
 	exchange(h, gc, gg, 2, 7, 8);
 	orphan = vguest_connect_port(h->vg, 6001);
 	CHECK(orphan);
@@ -794,9 +779,6 @@ static Vsockmux__Control__Response *raw_query_as(struct sys_harness *h, uid_t eu
 	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	Vsockmux__Control__Request request = VSOCKMUX__CONTROL__REQUEST__INIT;
 	Vsockmux__Control__Response *response;
-	uint64_t end = sys_wait_end(h, VSOCKCTL_TIMEOUT_MS);
-	uint8_t frame[64], *body = NULL;
-	size_t got = 0, need = 4;
 	int fd, connected;
 
 	CHECK(strlen(path) < sizeof(address.sun_path));
@@ -809,52 +791,11 @@ static Vsockmux__Control__Response *raw_query_as(struct sys_harness *h, uid_t eu
 	CHECKF(euid == 0 || seteuid(0) == 0, "seteuid(0): %s", strerror(errno));
 	CHECKF(connected == 0, "connect %s as uid %u: %s", path, (unsigned)euid,
 	       strerror(errno));
-	if (!silent) {
-		size_t length;
-		request.version = CONTROL_VERSION;
-		length = vsockmux__control__request__get_packed_size(&request);
-		CHECK(length + 4 <= sizeof(frame));
-		frame[0] = frame[1] = 0;
-		frame[2] = (uint8_t)(length >> 8);
-		frame[3] = (uint8_t)length;
-		vsockmux__control__request__pack(&request, frame + 4);
-		CHECKF(send(fd, frame, length + 4, MSG_NOSIGNAL) == (ssize_t)(length + 4),
-		       "sending the request: %s", strerror(errno));
-	}
-	while (got < need) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		uint8_t *target = need == 4 ? frame : body;
-		ssize_t count;
-		int wait_ms = sys_ms_until(end);
-
-		CHECKF(wait_ms > 0, "no control response within %d ms", VSOCKCTL_TIMEOUT_MS);
-		if (poll(&pfd, 1, wait_ms < 10 ? wait_ms : 10) <= 0) {
-			sys_pump(h, 0);
-			continue;
-		}
-		count = recv(fd, target + got, need - got, MSG_DONTWAIT);
-		if (count < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (count <= 0) {
-			CHECKF(got == 0 && need == 4, "control response cut short");
-			free(body);
-			close(fd);
-			return NULL;
-		}
-		got += (size_t)count;
-		if (got == 4 && need == 4) {
-			need = control_get_length(frame);
-			CHECKF(need > 0 && need <= CONTROL_MAX_RESPONSE, "response length %zu", need);
-			body = malloc(need);
-			CHECK(body);
-			got = 0;
-		}
-	}
-	close(fd);
-	response = vsockmux__control__response__unpack(NULL, need, body);
-	free(body);
-	CHECKF(response, "undecodable control response");
-	CHECKF(response->version == CONTROL_VERSION, "response version %u", response->version);
+	request.version = CONTROL_VERSION;
+	response = sys_control_exchange(h, fd, silent ? NULL : &request, VSOCKCTL_TIMEOUT_MS);
+	if (response)
+		CHECKF(response->version == CONTROL_VERSION, "response version %u",
+		       response->version);
 	return response;
 }
 
@@ -963,7 +904,6 @@ static void raw_start(struct hammer *hammer, int index)
 	struct raw_client *client = &hammer->clients[index];
 	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	Vsockmux__Control__Request request = VSOCKMUX__CONTROL__REQUEST__INIT;
-	size_t length;
 
 	client->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	CHECKF(client->fd >= 0, "socket: %s", strerror(errno));
@@ -977,14 +917,8 @@ static void raw_start(struct hammer *hammer, int index)
 	}
 	request.version = CONTROL_VERSION;
 	request.include_connections = true;
-	length = vsockmux__control__request__get_packed_size(&request);
-	CHECK(length + 4 <= sizeof(client->request));
-	client->request[0] = 0;
-	client->request[1] = 0;
-	client->request[2] = (uint8_t)(length >> 8);
-	client->request[3] = (uint8_t)length;
-	vsockmux__control__request__pack(&request, client->request + 4);
-	client->request_length = length + 4;
+	client->request_length = sys_control_frame(&request, client->request,
+						   sizeof(client->request));
 	client->request_sent = 0;
 	client->response_got = 0;
 	client->response_need = 4;
@@ -1130,7 +1064,7 @@ static void test_hammer_during_bulk(struct sys_harness *h)
 {
 	static const char *const status_words[] = { "status", NULL };
 	static struct hammer hammer;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 	struct ctl_run run;
@@ -1141,9 +1075,7 @@ static void test_hammer_during_bulk(struct sys_harness *h)
 	memset(&hammer, 0, sizeof(hammer));
 	sys_setup(h);
 	control_path(h, hammer.path, sizeof(hammer.path));
-	listener = vguest_listen(h->vg, 5000);
-	sys_open_host_initiated(h, h->vg, listener, 5000, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_guest(h, 5000, &c, &g);
 
 	for (int i = 0; i < HAMMER_CLIENTS; i++) {
 		hammer.clients[i].fd = -1;
@@ -1208,8 +1140,7 @@ static void test_hammer_during_bulk(struct sys_harness *h)
 	printf("vsockctl status after the hammer (%.1f ms):\n%s", run.elapsed_ms, run.out);
 	ctl_run_free(&run);
 
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 	host_close(c);
 	stats = wait_all_closed(h, 5000);
 	EXPECT_U64(stats, "bytes_to_guest", HAMMER_SIZE);

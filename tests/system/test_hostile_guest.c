@@ -102,6 +102,13 @@ static void good_start(struct good *gd, uint64_t bytes)
 	host_source(gd->down_c, gd->seed + 1, bytes, SYS_AFTER_NOTHING);
 }
 
+/* Two chunks both ways, and wait until both directions move. */
+static void good_start_flowing(struct good *gd)
+{
+	good_start(gd, 2 * GOOD_CHUNK);
+	WAIT_FOR(gd->h, 5000, gd->up_c->sink.received > 0 && gd->down_gs->sink.received > 0);
+}
+
 static bool good_done(const struct good *gd)
 {
 	return gd->up_c->sink.received == gd->bytes &&
@@ -328,6 +335,40 @@ static void check_other_drops_unchanged(const struct snap *before, const struct 
 	}
 }
 
+/* reason moved by exactly expected between before and after (printed). */
+static void check_drop_moved(const struct snap *before, const struct snap *after,
+			     const char *reason, uint64_t expected)
+{
+	uint64_t delta = drop_delta(before, after, reason);
+
+	printf("  %s +%" PRIu64 " (expected %" PRIu64 ")\n", reason, delta, expected);
+	CHECKF(delta == expected, "%s moved by %" PRIu64 ", expected %" PRIu64, reason, delta,
+	       expected);
+}
+
+/* No drop reason may move. */
+static const char *const no_drops[] = { NULL };
+
+/* check_other_drops_unchanged, then both snapshots go. */
+static void snaps_check_free(struct snap *before, struct snap *after,
+			     const char *const *allowed)
+{
+	check_other_drops_unchanged(before, after, allowed);
+	snap_free(before);
+	snap_free(after);
+}
+
+/* The end every scenario shares: no drop reason but those allowed
+ * (NULL-ended) moved between before and after, (a) and (c) with the good
+ * sockets clean (good_check_end), and nothing odd left in the guest. */
+static void scenario_end(struct good *gd, struct snap *before, struct snap *after,
+			 const char *const *allowed)
+{
+	snaps_check_free(before, after, allowed);
+	good_check_end(gd);
+	sys_check_guest_clean(gd->h->vg);
+}
+
 /* ------------------------------------------------------------------ */
 /* small helpers */
 
@@ -443,11 +484,7 @@ static void test_hg_credit_ignored(struct sys_harness *h)
 	CHECK(drop_delta(&before, &after, "credit_violation") == x.conns);
 	CHECK(drop_delta(&before, &after, "no_connection") +
 	      drop_delta(&before, &after, "credit_violation") <= x.conns * x.packets);
-	check_other_drops_unchanged(&before, &after, allowed);
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, allowed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -662,16 +699,12 @@ static void run_cid(struct sys_harness *h, bool source)
 	printf("%u packets: %s +%" PRIu64 "\n", x.total, reason,
 	       drop_delta(&before, &after, reason));
 	CHECK(drop_delta(&before, &after, reason) == x.total);
-	check_other_drops_unchanged(&before, &after, allowed);
 	CHECKF(gd.listener->accepted == accepted, "a spoofed REQUEST reached the host");
 	CHECKF(daemon_sent(h, VSOCK_OP_RST, VGUEST_ANY_PORT, GOOD_HOST_PORT) == 0 &&
 	       daemon_sent(h, VSOCK_OP_RESPONSE, VGUEST_ANY_PORT, GOOD_HOST_PORT) == 1,
 	       "the daemon answered a spoofed packet");
 	CHECK(after.response->stats->connections_current == 2);
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, allowed);
 }
 
 /* Packets whose src_cid is not the guest's (another guest, the host, 0,
@@ -749,13 +782,9 @@ static void test_hg_rw_unknown_connection(struct sys_harness *h)
 	CHECK(drop_delta(&before, &after, "no_connection") == x.total);
 	/* + 1: the barrier's own REQUEST to a port without a listener */
 	CHECK(a->rst_sent - b->rst_sent == x.total + 1);
-	check_other_drops_unchanged(&before, &after, allowed);
 	/* nothing but the good stream reached a host socket */
 	CHECK(a->bytes_to_host - b->bytes_to_host == gd.up_c->bytes_in - host_bytes);
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, allowed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -833,13 +862,9 @@ static void test_hg_header_len_beyond_chain(struct sys_harness *h)
 	printf("%u bad lengths + 4 control packets with len: bad_length +%" PRIu64 "\n",
 	       x.total, drop_delta(&before, &after, "bad_length"));
 	CHECK(drop_delta(&before, &after, "bad_length") == x.total + 4);
-	check_other_drops_unchanged(&before, &after, allowed);
 	CHECKF(daemon_sent(h, VSOCK_OP_RST, VGUEST_ANY_PORT, 7777) == 0,
 	       "the daemon answered a malformed packet for no connection");
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, allowed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -927,12 +952,8 @@ static void test_hg_unknown_op_and_type(struct sys_harness *h)
 	CHECK(drop_delta(&before, &after, "bad_op_or_type") == x.total);
 	/* + 1: the barrier's REQUEST */
 	CHECK(rst_sent == x.rsts_owed + 1);
-	check_other_drops_unchanged(&before, &after, allowed);
 	CHECKF(hostile->accepted == accepted, "a REQUEST of a bad type reached the host");
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, allowed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1018,7 +1039,7 @@ static void test_hg_absurd_credit_update(struct sys_harness *h)
 		CHECKF(x.g[i]->rx_bytes == stalled[i], "conn %u: %" PRIu64 " bytes sent "
 		       "after buf_alloc 0", i, x.g[i]->rx_bytes - stalled[i]);
 	mid = snap_take(h);
-	check_other_drops_unchanged(&before, &mid, (const char *const[]){ NULL });
+	check_other_drops_unchanged(&before, &mid, no_drops);
 	snap_free(&mid);
 	/* the vguest itself reads nothing on these: the daemon keeps to the
 	 * credit the raw packets claim */
@@ -1045,9 +1066,7 @@ static void test_hg_absurd_credit_update(struct sys_harness *h)
 	after = snap_take(h);
 	printf("bad_credit +%" PRIu64 "\n", drop_delta(&before, &after, "bad_credit"));
 	CHECK(drop_delta(&before, &after, "bad_credit") == CREDIT_CONNS);
-	check_other_drops_unchanged(&before, &after, allowed);
-	snap_free(&before);
-	snap_free(&after);
+	snaps_check_free(&before, &after, allowed);
 	good_check_end(&gd);
 }
 
@@ -1129,11 +1148,7 @@ static void test_hg_shutdown_undefined_flags(struct sys_harness *h)
 	       drop_delta(&before, &after, "bad_shutdown_flags"));
 	CHECK(drop_delta(&before, &after, "bad_shutdown_flags") ==
 	      SHUT_CONNS * SHUT_REPEATS + SHUT_CONNS);
-	check_other_drops_unchanged(&before, &after, allowed);
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, allowed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1211,12 +1226,8 @@ static void test_hg_rst_storm(struct sys_harness *h)
 	CHECK(a->rst_received - b->rst_received == STORM_TOTAL);
 	CHECK(drop_delta(&before, &after, "rst_unknown") == STORM_TOTAL - STORM_KNOWN);
 	CHECK(a->rst_sent - b->rst_sent == 1);  /* the barrier's */
-	check_other_drops_unchanged(&before, &after, allowed);
 	CHECK(a->connections_current == 2);
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, allowed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1284,11 +1295,7 @@ static void test_hg_rx_starvation(struct sys_harness *h)
 	check_rate("down after resume", down_after < gd.down_alone ? down_after : gd.down_alone,
 		   down);
 	after = snap_take(h);
-	check_other_drops_unchanged(&before, &after, (const char *const[]){ NULL });
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, no_drops);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1349,9 +1356,7 @@ static void test_hg_never_consumes(struct sys_harness *h)
 	       VGUEST_DEFAULT_BUF_ALLOC / KIB, b->waits_for_credit, a->waits_for_credit,
 	       a->tx_buffered_bytes);
 	CHECK(a->waits_for_credit >= LAZY_CONNS);
-	check_other_drops_unchanged(&before, &after, (const char *const[]){ NULL });
-	snap_free(&before);
-	snap_free(&after);
+	snaps_check_free(&before, &after, no_drops);
 	/* the guest reads at last: exact content, and the flood goes on */
 	for (unsigned i = 0; i < LAZY_CONNS; i++) {
 		struct guest_stream *gs = guest_stream_add(h, x.g[i]);
@@ -1459,18 +1464,10 @@ static void test_hg_malformed_chains(struct sys_harness *h)
 			    (strcmp(*reason, "malformed_chain") == 0 &&
 			     strcmp(chain_kinds[k].reason, "short_header") != 0))
 				expected += CHAIN_REPEATS;
-		printf("  %s +%" PRIu64 " (expected %" PRIu64 ")\n", *reason,
-		       drop_delta(&before, &after, *reason), expected);
-		CHECKF(drop_delta(&before, &after, *reason) == expected, "%s moved by %" PRIu64
-		       ", expected %" PRIu64, *reason, drop_delta(&before, &after, *reason),
-		       expected);
+		check_drop_moved(&before, &after, *reason, expected);
 	}
-	check_other_drops_unchanged(&before, &after, reasons);
-	snap_free(&before);
-	snap_free(&after);
 	free(x);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, reasons);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1555,21 +1552,31 @@ static void test_hg_malformed_rx_buffers(struct sys_harness *h)
 			if (strcmp(rx_kinds[k].reason, *reason) == 0 ||
 			    (strcmp(*reason, "malformed_chain") == 0 && rx_kinds[k].malformed))
 				expected += RX_REPEATS;
-		printf("  %s +%" PRIu64 " (expected %" PRIu64 ")\n", *reason,
-		       drop_delta(&before, &after, *reason), expected);
-		CHECKF(drop_delta(&before, &after, *reason) == expected, "%s moved by %" PRIu64
-		       ", expected %" PRIu64, *reason, drop_delta(&before, &after, *reason),
-		       expected);
+		check_drop_moved(&before, &after, *reason, expected);
 	}
-	check_other_drops_unchanged(&before, &after, reasons);
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, reasons);
 }
 
 /* ------------------------------------------------------------------ */
 /* 14.-16. ring-level offences that stop a queue */
+
+/* The frontend of old goes; a new guest with new good connections takes
+ * its place in *gd, measured against the same muxer and its first RSS. */
+static void good_reopen(struct sys_harness *h, struct good *old, struct good *gd)
+{
+	pid_t muxer = old->muxer;
+	long rss = old->rss_before;
+
+	host_conn_free(old->up_c);
+	host_conn_free(old->down_c);
+	host_listener_close(old->listener);
+	sys_guest_drop(h, h->vg);
+	memset(gd, 0, sizeof(*gd));
+	(void)sys_guest_new(h, NULL);
+	good_open_on(h, gd);
+	gd->muxer = muxer;
+	gd->rss_before = rss;
+}
 
 /* After a frontend had to go: the daemon (same processes) serves a new one
  * with content-checked traffic both ways. */
@@ -1579,15 +1586,7 @@ static void new_frontend_works(struct sys_harness *h, struct good *old)
 
 	CHECK(sys_daemon_alive(h));
 	CHECK(sys_daemon_child_pid(h) == old->muxer);
-	host_conn_free(old->up_c);
-	host_conn_free(old->down_c);
-	host_listener_close(old->listener);
-	sys_guest_drop(h, h->vg);
-	memset(&gd, 0, sizeof(gd));
-	(void)sys_guest_new(h, NULL);
-	good_open_on(h, &gd);
-	gd.muxer = old->muxer;
-	gd.rss_before = old->rss_before;
+	good_reopen(h, old, &gd);
 	good_check_end(&gd);
 	sys_check_guest_clean(h->vg);
 }
@@ -1623,8 +1622,7 @@ static void test_hg_avail_index_jump(struct sys_harness *h)
 		stalled = queue == VGUEST_QUEUE_TX ? &gd.up_c->sink.received :
 						     &gd.down_gs->sink.received;
 		before = snap_take(h);
-		good_start(&gd, 2 * GOOD_CHUNK);
-		WAIT_FOR(h, 5000, gd.up_c->sink.received > 0 && gd.down_gs->sink.received > 0);
+		good_start_flowing(&gd);
 		vguest_avail_jump(h->vg, queue, (uint16_t)(vguest_get_options(h->vg)->queue_size + 1));
 		expect_stalled(h, stalled, queue == VGUEST_QUEUE_TX ? "up" : "down");
 		after = snap_take(h);
@@ -1634,26 +1632,11 @@ static void test_hg_avail_index_jump(struct sys_harness *h)
 		       drop_delta(&before, &after, "avail_index_jump"),
 		       gd.up_c->sink.received / KIB, gd.down_gs->sink.received / KIB);
 		CHECK(drop_delta(&before, &after, "avail_index_jump") == 1);
-		check_other_drops_unchanged(&before, &after,
-					    (const char *const[]){ "avail_index_jump", NULL });
-		snap_free(&before);
-		snap_free(&after);
+		snaps_check_free(&before, &after, (const char *const[]){ "avail_index_jump", NULL });
 		CHECK(sys_daemon_alive(h) && sys_daemon_child_pid(h) == gd.muxer);
 		if (queue == VGUEST_QUEUE_RX)
 			break;
-		{
-			pid_t muxer = gd.muxer;
-			long rss = gd.rss_before;
-			host_conn_free(gd.up_c);
-			host_conn_free(gd.down_c);
-			host_listener_close(gd.listener);
-			sys_guest_drop(h, h->vg);
-			memset(&gd, 0, sizeof(gd));
-			(void)sys_guest_new(h, NULL);
-			good_open_on(h, &gd);
-			gd.muxer = muxer;
-			gd.rss_before = rss;
-		}
+		good_reopen(h, &gd, &gd);
 	}
 	new_frontend_works(h, &gd);
 }
@@ -1684,8 +1667,7 @@ static void run_bad_vring_addr(struct sys_harness *h, const char *what,
 		uint64_t resume_ns;
 		double up, down;
 		before = snap_take(h);
-		good_start(&gd, 2 * GOOD_CHUNK);
-		WAIT_FOR(h, 5000, gd.up_c->sink.received > 0 && gd.down_gs->sink.received > 0);
+		good_start_flowing(&gd);
 		vguest_ring_gpas(h->vg, queue, &desc, &avail, &used);
 		make(h->vg, &desc, &avail, &used, variant % variants);
 		CHECKF(vguest_set_vring_addr(h->vg, queue, desc, avail, used, &ack) == 0,
@@ -1700,10 +1682,7 @@ static void run_bad_vring_addr(struct sys_harness *h, const char *what,
 			expect_stalled(h, &gd.down_gs->sink.received, "down");
 		after = snap_take(h);
 		CHECK(drop_delta(&before, &after, "ring_layout_invalid") == 1);
-		check_other_drops_unchanged(&before, &after,
-					    (const char *const[]){ "ring_layout_invalid", NULL });
-		snap_free(&before);
-		snap_free(&after);
+		snaps_check_free(&before, &after, (const char *const[]){ "ring_layout_invalid", NULL });
 		/* the right addresses again */
 		vguest_ring_gpas(h->vg, queue, &desc, &avail, &used);
 		CHECKF(vguest_set_vring_addr(h->vg, queue, desc, avail, used, &ack) == 0,
@@ -1800,8 +1779,7 @@ static void test_hg_mem_table_while_ring_stopped(struct sys_harness *h)
 	for (unsigned round = 0; round < 8; round++) {
 		unsigned queue = round % 2 ? VGUEST_QUEUE_TX : VGUEST_QUEUE_RX;
 		bool disable = round % 4 >= 2;
-		good_start(&gd, 2 * GOOD_CHUNK);
-		WAIT_FOR(h, 5000, gd.up_c->sink.received > 0 && gd.down_gs->sink.received > 0);
+		good_start_flowing(&gd);
 		vguest_ring_gpas(h->vg, queue, &desc, &avail, &used);
 		if (disable) {
 			vring_enable(h, queue, 0);
@@ -1830,12 +1808,7 @@ static void test_hg_mem_table_while_ring_stopped(struct sys_harness *h)
 	/* each refused layout counts twice: at SET_VRING_ADDR and again when
 	 * the new memory table is checked against it */
 	CHECK(drop_delta(&before, &after, "ring_layout_invalid") == 2 * refused);
-	check_other_drops_unchanged(&before, &after,
-				    (const char *const[]){ "ring_layout_invalid", NULL });
-	snap_free(&before);
-	snap_free(&after);
-	good_check_end(&gd);
-	sys_check_guest_clean(h->vg);
+	scenario_end(&gd, &before, &after, (const char *const[]){ "ring_layout_invalid", NULL });
 }
 
 static const struct sys_test tests[] = {

@@ -116,14 +116,13 @@ static void make_stale_socket(const char *path)
 
 static void test_stale_sockets_replaced(struct sys_harness *h)
 {
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 
 	make_stale_socket(h->vhost_path);
 	make_stale_socket(h->uds_path);
 	sys_setup(h);   /* fails unless the daemon gets ready */
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	host_write_str(c, "ping\n");
 	{
 		char buffer[8];
@@ -138,7 +137,7 @@ static void test_live_socket_not_stolen(struct sys_harness *h)
 			       "--uds-path", NULL, NULL };
 	char other_uds[128];
 	struct run_result result;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 
 	sys_setup(h);
@@ -152,8 +151,7 @@ static void test_live_socket_not_stolen(struct sys_harness *h)
 	printf("second daemon: %s", result.output);
 	CHECKF(access(other_uds, F_OK) != 0, "the refused daemon left %s behind", other_uds);
 	/* the first daemon still serves */
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 }
 
 static void read_comm(pid_t pid, char *name, size_t size)
@@ -232,14 +230,13 @@ static void test_max_connections(struct sys_harness *h)
 static void test_no_sandbox_clean_exit(struct sys_harness *h)
 {
 	static const char *const extra[] = { "--no-sandbox", NULL };
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	char buffer[8];
 
 	sys_start_daemon(h, extra);
 	sys_guest_new(h, NULL);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	host_write_str(c, "leak?\n");
 	sys_guest_read_exact(h, g, buffer, 6, 3000);
 	CHECK(memcmp(buffer, "leak?\n", 6) == 0);
@@ -250,7 +247,7 @@ static void test_no_sandbox_clean_exit(struct sys_harness *h)
 static void test_unprivileged_start(struct sys_harness *h)
 {
 	const struct passwd *nobody = getpwnam("nobody");
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	char line[256], buffer[8];
 	FILE *status;
@@ -268,8 +265,7 @@ static void test_unprivileged_start(struct sys_harness *h)
 		seccomp |= strcmp(line, "Seccomp:\t2\n") == 0;
 	fclose(status);
 	CHECKF(seccomp, "the unprivileged muxer has no seccomp filter");
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	host_write_str(c, "hello\n");
 	sys_guest_read_exact(h, g, buffer, 6, 3000);
 	CHECK(memcmp(buffer, "hello\n", 6) == 0);

@@ -63,14 +63,13 @@ static void expect_new_connection_works(struct sys_harness *h, struct vguest *vg
  */
 static void test_stop_cont_keeps_rx_buffers(struct sys_harness *h)
 {
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	const struct vguest_stats *stats;
 	char buffer[16];
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	for (unsigned cycle = 0; cycle < 40; cycle++) {
 		uint32_t bases[VGUEST_QUEUE_COUNT];
 		/* a short host write: one buffer used, the rest of the batch
@@ -125,7 +124,7 @@ static void test_blocking_call_fds(struct sys_harness *h)
 {
 	uint64_t rx_index = VGUEST_QUEUE_RX, tx_index = VGUEST_QUEUE_TX;
 	uint64_t almost_full = UINT64_MAX - 1;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	Vsockmux__Control__Response *response;
 	int eventfd_fd = eventfd(0, EFD_CLOEXEC); /* blocking */
@@ -141,8 +140,7 @@ static void test_blocking_call_fds(struct sys_harness *h)
 	CHECK(fcntl(pipe_fds[1], F_SETFL, 0) == 0); /* blocking again, and full */
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	CHECK(vguest_vhost_send_raw(h->vg, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION,
 				    sizeof(rx_index), &rx_index, sizeof(rx_index),
 				    &eventfd_fd, 1) == 0);
@@ -178,7 +176,7 @@ static void test_blocking_call_fds(struct sys_harness *h)
 static void run_scattered_rx(struct sys_harness *h, unsigned segments)
 {
 	struct vguest_options o;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 
 	vguest_options_default(&o);
@@ -188,8 +186,7 @@ static void run_scattered_rx(struct sys_harness *h, unsigned segments)
 	o.queue_size = 1024;
 	sys_start_daemon(h, NULL);
 	(void)sys_guest_new(h, &o);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	exchange(h, c, g, segments, 4 * MIB, 30000);
 	CHECKF(sys_stats_dropped_now(h, "malformed_chain") == 0,
 	       "RX chains of %u segments were called malformed", segments + 1);
@@ -298,12 +295,11 @@ static void test_requests_before_owner(struct sys_harness *h)
  * going, byte for byte. */
 static void test_live_mem_table_keeps_connections(struct sys_harness *h)
 {
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	exchange(h, c, g, 11, 256 * KIB, 10000);
 	for (unsigned i = 0; i < 5; i++)
 		CHECKF(vguest_resend_mem_table(h->vg) == 0, "SET_MEM_TABLE: %s",
@@ -449,7 +445,7 @@ static void test_tx_budget_bounds_memory(struct sys_harness *h)
 	const unsigned stuck = 256;
 	const uint64_t budget = 8 * MIB;
 	static const char *const args[] = { "--tx-buffer-budget", "8388608", NULL };
-	struct host_listener *listener, *good_listener;
+	struct host_listener *listener;
 	struct host_conn *good_c;
 	struct vguest_sock *good_g;
 	Vsockmux__Control__Response *response;
@@ -458,8 +454,7 @@ static void test_tx_budget_bounds_memory(struct sys_harness *h)
 
 	sys_start_daemon(h, args);
 	(void)sys_guest_new(h, NULL);
-	good_listener = host_listen(h, 1000);
-	sys_open_guest_initiated(h, h->vg, good_listener, &good_c, &good_g);
+	(void)sys_open_to_host(h, 1000, &good_c, &good_g);
 	start = sys_now_ns();
 	exchange(h, good_c, good_g, 21, 8 * MIB, 30000);
 	alone_ns = sys_now_ns() - start;
@@ -570,7 +565,7 @@ static void test_half_open_host_clients_capped(struct sys_harness *h)
 static void test_bad_input_log_ratelimited(struct sys_harness *h)
 {
 	const char *text = "source CID is not the guest's";
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct vsock_header header = sys_guest_header(7000, 7001, VSOCK_OP_REQUEST);
 	uint64_t start, elapsed_ms;
@@ -578,9 +573,7 @@ static void test_bad_input_log_ratelimited(struct sys_harness *h)
 	size_t mark;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 5000);
-	CHECK(listener);
-	sys_open_host_initiated(h, h->vg, listener, 5000, &c, &g);
+	(void)sys_open_to_guest(h, 5000, &c, &g);
 	header.src_cid = 77;
 	mark = sys_log_mark(h);
 	start = sys_now_ns();

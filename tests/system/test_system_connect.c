@@ -133,8 +133,7 @@ void test_connect_line_with_data(struct sys_harness *h)
 	gs = guest_stream_add(h, g);
 	guest_stream_sink(gs, 77, data_len);
 	WAIT_FOR(h, 5000, gs->sink.received == data_len);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* Case-insensitive keyword and the accepted spacing. */

@@ -28,14 +28,12 @@ void test_host_initiated(struct sys_harness *h)
 	static const char to_guest[] = "hello from the host\n";
 	static const char to_host[] = "hello from the guest\n";
 	char buffer[64];
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	const struct vguest_packet_record *request, *response;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	CHECK(listener);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 
 	request = vguest_find_packet(h->vg, false, VSOCK_OP_REQUEST, 52, g->peer_port);
 	CHECK(request);
@@ -65,14 +63,12 @@ void test_guest_initiated(struct sys_harness *h)
 	static const char to_guest[] = "hello from the host\n";
 	static const char to_host[] = "hello from the guest\n";
 	char buffer[64];
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	const struct vguest_packet_record *response;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	(void)sys_open_to_host(h, 1234, &c, &g);
 	response = vguest_find_packet(h->vg, false, VSOCK_OP_RESPONSE, g->local_port, 1234);
 	CHECK(response);
 	CHECKF(response->header.src_cid == VSOCK_HOST_CID && response->header.dst_cid == 3,
@@ -94,7 +90,7 @@ void test_guest_initiated(struct sys_harness *h)
 void test_bulk_8mib(struct sys_harness *h)
 {
 	const uint64_t size = 8ull * MIB;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 	const struct vguest_stats *stats;
@@ -102,16 +98,12 @@ void test_bulk_8mib(struct sys_harness *h)
 	double cpu_start;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_guest(h, 52, &c, &g);
 	cpu_start = sys_daemon_cpu_ms(h);
 
 	/* guest -> host */
 	start = sys_now_ns();
-	guest_stream_source(gs, 11, size, SYS_AFTER_NOTHING);
-	host_sink(c, 11, size);
-	WAIT_FOR(h, 60000, c->sink.received == size);
+	sys_transfer_up(h, gs, c, 11, size, 60000);
 	printf("THROUGHPUT guest->host 8 MiB: %.1f MiB/s\n",
 	       sys_mib_per_s(size, c->sink.end_ns - start));
 	stats = vguest_get_stats(h->vg);
@@ -122,9 +114,7 @@ void test_bulk_8mib(struct sys_harness *h)
 
 	/* host -> guest */
 	start = sys_now_ns();
-	host_source(c, 22, size, SYS_AFTER_NOTHING);
-	guest_stream_sink(gs, 22, size);
-	WAIT_FOR(h, 60000, gs->sink.received == size);
+	sys_transfer_down(h, c, gs, 22, size, 60000);
 	printf("THROUGHPUT host->guest 8 MiB: %.1f MiB/s\n",
 	       sys_mib_per_s(size, gs->sink.end_ns - start));
 
@@ -139,8 +129,7 @@ void test_bulk_8mib(struct sys_harness *h)
 	       sys_mib_per_s(2 * size, sys_now_ns() - start));
 	printf("daemon CPU for 32 MiB moved: %.0f ms\n", sys_daemon_cpu_ms(h) - cpu_start);
 
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 	sys_check_guest_clean(h->vg);
 }
 
@@ -254,15 +243,13 @@ void test_concurrent_64(struct sys_harness *h)
 void test_half_close_host_wr(struct sys_harness *h)
 {
 	const uint64_t down = 100 * KIB, up = 200 * KIB;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 	const struct vguest_packet_record *shut;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_guest(h, 52, &c, &g);
 	host_source(c, 5, down, SYS_AFTER_SHUTDOWN);
 	guest_stream_sink(gs, 5, down);
 	WAIT_FOR(h, 5000, gs->sink.received == down && gs->eof);
@@ -275,14 +262,11 @@ void test_half_close_host_wr(struct sys_harness *h)
 	       vguest_sock_state_name(g->state));
 
 	/* the other direction keeps working */
-	guest_stream_source(gs, 6, up, SYS_AFTER_NOTHING);
-	host_sink(c, 6, up);
-	WAIT_FOR(h, 5000, c->sink.received == up);
+	sys_transfer_up(h, gs, c, 6, up, 5000);
 	CHECK(!c->error);
 	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RST, 52, g->peer_port) == 0);
 
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 	expect_one_rst(h, h->vg, 52, g->peer_port);
 }
 
@@ -290,23 +274,18 @@ void test_half_close_host_wr(struct sys_harness *h)
 void test_half_close_guest_send(struct sys_harness *h)
 {
 	const uint64_t up = 100 * KIB, down = 200 * KIB;
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_host(h, 1234, &c, &g);
 	guest_stream_source(gs, 7, up, SYS_AFTER_SHUTDOWN);
 	host_sink(c, 7, up);
 	WAIT_FOR(h, 5000, c->sink.received == up && c->read_eof);
 	CHECK(!c->error);
 
-	host_source(c, 8, down, SYS_AFTER_NOTHING);
-	guest_stream_sink(gs, 8, down);
-	WAIT_FOR(h, 5000, gs->sink.received == down);
+	sys_transfer_down(h, c, gs, 8, down, 5000);
 	CHECK(g->state == VGUEST_SOCK_CONNECTED);
 	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_RST, g->local_port, 1234) == 0);
 
@@ -330,8 +309,7 @@ void test_guest_rst(struct sys_harness *h)
 	struct host_conn *c, *c2;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	listener = sys_open_to_guest(h, 52, &c, &g);
 	host_write_str(c, hello);
 	sys_guest_read_exact(h, g, buffer, 4, 3000);
 	CHECK(vguest_reset(g) == 0);
@@ -351,16 +329,13 @@ void test_guest_rst(struct sys_harness *h)
 void test_host_close(struct sys_harness *h)
 {
 	const uint64_t down = 50 * KIB;
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 	const struct vguest_packet_record *shut;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_host(h, 1234, &c, &g);
 	host_source(c, 9, down, SYS_AFTER_CLOSE);
 	guest_stream_sink(gs, 9, down);
 	WAIT_FOR(h, 5000, gs->sink.received == down && gs->eof);
@@ -387,16 +362,13 @@ void test_host_close(struct sys_harness *h)
 void test_guest_close_flushes(struct sys_harness *h)
 {
 	const uint64_t up = 300 * KIB;
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	gs = sys_stream_to_host(h, 1234, &c, &g);
 	host_set_paused(c, true);
-	gs = guest_stream_add(h, g);
 	guest_stream_source(gs, 12, up, SYS_AFTER_CLOSE);
 	WAIT_FOR(h, 5000, gs->source.after_done);
 	CHECK(g->state == VGUEST_SOCK_CLOSING || g->state == VGUEST_SOCK_CLOSED);
@@ -413,13 +385,12 @@ void test_guest_close_flushes(struct sys_harness *h)
 void test_guest_credit_respected(struct sys_harness *h)
 {
 	const uint64_t down = 1 * MIB;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	host_source(c, 66, down, SYS_AFTER_NOTHING);
 	WAIT_FOR(h, 5000, vguest_rx_pending(g) >= DEFAULT_BUF_ALLOC);
 	sys_pump_for(h, 200);
@@ -430,8 +401,7 @@ void test_guest_credit_respected(struct sys_harness *h)
 	gs = guest_stream_add(h, g);
 	guest_stream_sink(gs, 66, down);
 	WAIT_FOR(h, 10000, gs->sink.received == down);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* --tx-buffer-size is what the daemon advertises; transfers still flow. */
@@ -439,22 +409,17 @@ void test_tx_buffer_size_option(struct sys_harness *h)
 {
 	static const char *const args[] = { "--tx-buffer-size", "65536", NULL };
 	const uint64_t up = 1 * MIB;
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
 	sys_start_daemon(h, args);
 	(void)sys_guest_new(h, NULL);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	(void)sys_open_to_host(h, 1234, &c, &g);
 	CHECKF(g->peer_buf_alloc == 65536, "buf_alloc %u, expected 65536", g->peer_buf_alloc);
 	gs = guest_stream_add(h, g);
-	guest_stream_source(gs, 88, up, SYS_AFTER_NOTHING);
-	host_sink(c, 88, up);
-	WAIT_FOR(h, 10000, c->sink.received == up);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_transfer_up(h, gs, c, 88, up, 10000);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* Many short connections: ports are freed and reused correctly. */
@@ -488,15 +453,13 @@ void test_many_short_connections(struct sys_harness *h)
 /* A guest CREDIT_REQUEST is answered with CREDIT_UPDATE. */
 void test_credit_request_answered(struct sys_harness *h)
 {
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	struct vsock_header header;
 	size_t before;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	(void)sys_open_to_host(h, 1234, &c, &g);
 	before = vguest_count_packets(h->vg, false, VSOCK_OP_CREDIT_UPDATE, g->local_port, 1234);
 	header = sys_guest_header(g->local_port, 1234, VSOCK_OP_CREDIT_REQUEST);
 	header.fwd_cnt = g->fwd_cnt;
@@ -509,13 +472,11 @@ void test_credit_request_answered(struct sys_harness *h)
 /* Host closed, then the guest shuts SEND: both sides are done -> RST. */
 void test_host_close_then_guest_shutdown(struct sys_harness *h)
 {
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	(void)sys_open_to_host(h, 1234, &c, &g);
 	host_close(c);
 	WAIT_FOR(h, 3000, g->peer_shutdown & VSOCK_SHUTDOWN_SEND);
 	CHECK(g->state == VGUEST_SOCK_CONNECTED);
@@ -535,8 +496,7 @@ void test_host_close_while_guest_sends(struct sys_harness *h)
 	struct guest_stream *gs;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	listener = sys_open_to_host(h, 1234, &c, &g);
 	gs = guest_stream_add(h, g);
 	gs->stop_on_error = true;
 	guest_stream_source(gs, 21, 64 * MIB, SYS_AFTER_NOTHING);
@@ -562,7 +522,7 @@ void test_host_close_while_guest_sends(struct sys_harness *h)
 void test_guest_cid_option(struct sys_harness *h)
 {
 	const uint64_t cid = 4294967294ull;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	const struct vguest_packet_record *request;
 	char buffer[4];
@@ -570,8 +530,7 @@ void test_guest_cid_option(struct sys_harness *h)
 	h->guest_cid = cid;
 	sys_setup(h);
 	CHECK(vguest_config_cid(h->vg) == cid);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	request = vguest_find_packet(h->vg, false, VSOCK_OP_REQUEST, 52, g->peer_port);
 	CHECK(request && request->header.dst_cid == cid);
 	host_write_str(c, "cid!");

@@ -86,15 +86,14 @@ void test_sigterm_under_load(struct sys_harness *h)
 /* One process dies: the other exits at once. */
 static void kill_one_process(struct sys_harness *h, bool kill_child)
 {
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	pid_t child, victim;
 	int status = 0;
 	uint64_t start;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	child = sys_daemon_child_pid(h);
 	CHECKF(child > 0, "cannot find the daemon's second process");
 	victim = kill_child ? child : h->daemon_pid;

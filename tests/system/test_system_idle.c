@@ -15,22 +15,20 @@
 void test_idle_without_credit(struct sys_harness *h)
 {
 	const uint64_t down = 2 * MIB;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
 	sys_setup(h);
 	sys_check_daemon_idle(h, 300, 60, "idle with a fresh frontend");
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	host_source(c, 31, down, SYS_AFTER_NOTHING);
 	WAIT_FOR(h, 5000, vguest_rx_pending(g) == DEFAULT_BUF_ALLOC);
 	sys_check_daemon_idle(h, 500, 100, "the guest has no credit left");
 	gs = guest_stream_add(h, g);
 	guest_stream_sink(gs, 31, down);
 	WAIT_FOR(h, 10000, gs->sink.received == down);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* No RX buffers: the daemon waits for the next RX kick without spinning. */
@@ -38,7 +36,7 @@ void test_idle_without_rx_buffers(struct sys_harness *h)
 {
 	const uint64_t down = 2 * MIB;
 	struct vguest_options o;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
@@ -46,8 +44,7 @@ void test_idle_without_rx_buffers(struct sys_harness *h)
 	o.queue_size = 16;
 	sys_start_daemon(h, NULL);
 	(void)sys_guest_new(h, &o);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	vguest_set_rx_refill(h->vg, false);
 	gs = guest_stream_add(h, g);
 	guest_stream_sink(gs, 32, down);
@@ -57,24 +54,20 @@ void test_idle_without_rx_buffers(struct sys_harness *h)
 	CHECK(gs->sink.received < down);
 	vguest_set_rx_refill(h->vg, true);
 	WAIT_FOR(h, 10000, gs->sink.received == down);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* The host does not read: once credit is used up, nothing spins. */
 void test_idle_host_not_reading(struct sys_harness *h)
 {
 	const uint64_t up = 4 * MIB;
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	gs = sys_stream_to_host(h, 1234, &c, &g);
 	host_set_paused(c, true);
-	gs = guest_stream_add(h, g);
 	guest_stream_source(gs, 33, up, SYS_AFTER_NOTHING);
 	WAIT_FOR(h, 5000, vguest_sock_credit(g) == 0 && gs->source.done > 0);
 	sys_check_daemon_idle(h, 500, 100, "the host does not read");
@@ -89,8 +82,7 @@ void test_idle_host_not_reading(struct sys_harness *h)
 	host_sink(c, 33, up);
 	host_set_paused(c, false);
 	WAIT_FOR(h, 10000, c->sink.received == up);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* A host client that never completes its CONNECT line is timed out. */

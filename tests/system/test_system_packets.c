@@ -123,7 +123,6 @@ void test_rw_length_mismatch(struct sys_harness *h)
 {
 	static const char short_payload[] = "0123456789";
 	char long_payload[100];
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	struct vsock_header header;
@@ -131,8 +130,7 @@ void test_rw_length_mismatch(struct sys_harness *h)
 
 	memset(long_payload, 'L', sizeof(long_payload));
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	(void)sys_open_to_host(h, 1234, &c, &g);
 	vguest_sock_mark_raw(g);
 	/* header claims 1000 bytes, chain carries 10 */
 	header = sys_guest_header(g->local_port, 1234, VSOCK_OP_RW);
@@ -225,14 +223,12 @@ void test_bad_op(struct sys_harness *h)
 {
 	static const uint16_t ops[] = { VSOCK_OP_INVALID, 99, 0xffff, VSOCK_OP_RESPONSE };
 	static const char junk[] = "JUNKJUNKJU";
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	struct vsock_header header;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
+	(void)sys_open_to_host(h, 1234, &c, &g);
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		header = sys_guest_header(g->local_port, 1234, ops[i]);
 		header.fwd_cnt = g->fwd_cnt;

@@ -33,12 +33,11 @@ static void expect_new_frontend_works(struct sys_harness *h)
 /* Unknown request number on a live frontend: dropped, next one served. */
 void test_vhost_unknown_request(struct sys_harness *h)
 {
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	(void)sys_open_to_guest(h, 52, &c, &g);
 	CHECK(vguest_vhost_send_raw(h->vg, 99, VHOST_USER_VERSION, 0, NULL, 0, NULL, 0) == 0);
 	WAIT_FOR(h, 3000, vguest_backend_gone(h->vg));
 	WAIT_FOR(h, 3000, host_peer_closed(c));
@@ -90,16 +89,13 @@ void test_malformed_chains(struct sys_harness *h)
 	const uint64_t up = 2 * MIB, down = 1 * MIB;
 	uint32_t tokens[VGUEST_BAD_CHAIN_COUNT];
 	uint8_t junk[1000];
-	struct host_listener *listener;
 	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 	unsigned posted = 0;
 
 	sys_setup(h);
-	listener = host_listen(h, 1234);
-	sys_open_guest_initiated(h, h->vg, listener, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_host(h, 1234, &c, &g);
 	guest_stream_source(gs, 55, up, SYS_AFTER_NOTHING);
 	host_sink(c, 55, up);
 	memset(junk, 'Z', sizeof(junk));
@@ -122,34 +118,28 @@ void test_malformed_chains(struct sys_harness *h)
 		CHECKF(used_len == 0, "%s: used length %u",
 		       vguest_bad_chain_name((enum vguest_bad_chain)i), used_len);
 	}
-	host_source(c, 56, down, SYS_AFTER_NOTHING);
-	guest_stream_sink(gs, 56, down);
-	WAIT_FOR(h, 10000, gs->sink.received == down);
+	sys_transfer_down(h, c, gs, 56, down, 10000);
 	CHECK(g->state == VGUEST_SOCK_CONNECTED);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* Run data both ways with the guest in options *o. */
 static void run_both_ways(struct sys_harness *h, const struct vguest_options *o,
 			  uint64_t size)
 {
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
 	sys_start_daemon(h, NULL);
 	(void)sys_guest_new(h, o);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_guest(h, 52, &c, &g);
 	guest_stream_source(gs, 1, size, SYS_AFTER_NOTHING);
 	host_sink(c, 1, size);
 	host_source(c, 2, size, SYS_AFTER_NOTHING);
 	guest_stream_sink(gs, 2, size);
 	WAIT_FOR(h, 30000, c->sink.received == size && gs->sink.received == size);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* Every TX chain shape; RX as 44 + 4096 descriptors. */
@@ -171,7 +161,7 @@ void test_chain_shapes(struct sys_harness *h)
 	};
 	const uint64_t size = 300 * KIB;
 	struct vguest_options o;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
@@ -179,9 +169,7 @@ void test_chain_shapes(struct sys_harness *h)
 	o.rx_layout = VGUEST_RX_SPLIT;
 	sys_start_daemon(h, NULL);
 	(void)sys_guest_new(h, &o);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_guest(h, 52, &c, &g);
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
 		printf("TX shape: %s\n", shapes[i].name);
 		vguest_set_tx_layout(h->vg, shapes[i].layout, shapes[i].segments,
@@ -190,11 +178,8 @@ void test_chain_shapes(struct sys_harness *h)
 		host_sink(c, 300 + (uint32_t)i, size);
 		WAIT_FOR(h, 10000, c->sink.received == size);
 	}
-	host_source(c, 399, size, SYS_AFTER_NOTHING);
-	guest_stream_sink(gs, 399, size);
-	WAIT_FOR(h, 10000, gs->sink.received == size);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_transfer_down(h, c, gs, 399, size, 10000);
+	sys_stream_close(h, gs, g, c);
 }
 
 void test_no_event_idx(struct sys_harness *h)
@@ -229,14 +214,12 @@ void test_queue_1024_linux_refill(struct sys_harness *h)
 void test_live_call_swap(struct sys_harness *h)
 {
 	const uint64_t size = 4 * MIB;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
 	sys_setup(h);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
-	gs = guest_stream_add(h, g);
+	gs = sys_stream_to_guest(h, 52, &c, &g);
 	guest_stream_source(gs, 3, size, SYS_AFTER_NOTHING);
 	host_sink(c, 3, size);
 	host_source(c, 4, size, SYS_AFTER_NOTHING);
@@ -247,8 +230,7 @@ void test_live_call_swap(struct sys_harness *h)
 	CHECKF(vguest_get_stats(h->vg)->stale_call_signals == 0,
 	       "daemon signalled %" PRIu64 " times on a call fd it had been told to drop",
 	       vguest_get_stats(h->vg)->stale_call_signals);
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* Malformed RX buffers: skipped (used length 0), never written outside
@@ -258,7 +240,7 @@ void test_malformed_rx_buffers(struct sys_harness *h)
 	const uint64_t down = 256 * KIB;
 	uint32_t tokens[VGUEST_BAD_RX_COUNT];
 	struct vguest_options o;
-	struct vguest_sock *listener, *g;
+	struct vguest_sock *g;
 	struct host_conn *c;
 	struct guest_stream *gs;
 
@@ -270,12 +252,8 @@ void test_malformed_rx_buffers(struct sys_harness *h)
 		CHECK(vguest_post_bad_rx_chain(h->vg, (enum vguest_bad_rx)i, &tokens[i]) == 0);
 	vguest_set_rx_refill(h->vg, true);
 	vguest_flush(h->vg);
-	listener = vguest_listen(h->vg, 52);
-	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
-	gs = guest_stream_add(h, g);
-	host_source(c, 51, down, SYS_AFTER_NOTHING);
-	guest_stream_sink(gs, 51, down);
-	WAIT_FOR(h, 10000, gs->sink.received == down);
+	gs = sys_stream_to_guest(h, 52, &c, &g);
+	sys_transfer_down(h, c, gs, 51, down, 10000);
 	for (unsigned i = 0; i < VGUEST_BAD_RX_COUNT; i++) {
 		uint32_t used = 0;
 		int done = vguest_chain_result(h->vg, tokens[i], &used);
@@ -286,8 +264,7 @@ void test_malformed_rx_buffers(struct sys_harness *h)
 		CHECKF(done != 1 || used == 0, "bad RX buffer %u came back with length %u",
 		       i, used);
 	}
-	guest_stream_remove(h, gs);
-	sys_close_from_guest(h, g, c);
+	sys_stream_close(h, gs, g, c);
 }
 
 /* Guest driver reset (reboot) under QEMU 7.2: rings disabled, bases
@@ -296,7 +273,7 @@ void test_malformed_rx_buffers(struct sys_harness *h)
 void test_device_reset(struct sys_harness *h)
 {
 	uint32_t bases[VGUEST_QUEUE_COUNT];
-	struct vguest_sock *listener, *g1, *g2, *listener2, *g3, *g4;
+	struct vguest_sock *listener, *g1, *g2, *g3, *g4;
 	struct host_listener *host_l;
 	struct host_conn *c1, *c2, *c3, *c4;
 	uint16_t tx_avail, rx_avail;
@@ -326,9 +303,7 @@ void test_device_reset(struct sys_harness *h)
 	       bases[VGUEST_QUEUE_RX], VGUEST_DEFAULT_QUEUE_SIZE, rx_avail);
 	WAIT_FOR(h, 3000, host_peer_closed(c1) && host_peer_closed(c2));
 
-	listener2 = vguest_listen(h->vg, 52);
-	CHECK(listener2);
-	sys_open_host_initiated(h, h->vg, listener2, 52, &c3, &g3);
+	(void)sys_open_to_guest(h, 52, &c3, &g3);
 	host_write_str(c3, "after");
 	sys_guest_read_exact(h, g3, buffer, 5, 3000);
 	CHECK(memcmp(buffer, "after", 5) == 0);
