@@ -77,18 +77,8 @@ int ipc_send(int channel_fd, IpcEnvelope *envelope, int fd)
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
-	if (fd >= 0) {
-		struct cmsghdr *cmsg;
-
-		memset(&control, 0, sizeof(control));
-		msg.msg_control = control.buffer;
-		msg.msg_controllen = sizeof(control.buffer);
-		cmsg = CMSG_FIRSTHDR(&msg);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-	}
+	(void)fd_passing_attach(&msg, control.buffer, sizeof(control.buffer), &fd,
+				fd >= 0 ? 1 : 0);
 
 	do {
 		sent = sendmsg(channel_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "vsockmux/fd_passing.h"
+
 /* Open fds of this process (the directory handle itself not counted). */
 static inline int fuzz_count_open_fds(void)
 {
@@ -52,17 +54,8 @@ static inline ssize_t fuzz_send_with_fds(int socket_fd, const void *buffer,
 	msg.msg_iovlen = 1;
 	if (fd_count > FUZZ_MAX_ATTACHED_FDS)
 		fd_count = FUZZ_MAX_ATTACHED_FDS;
-	if (fd_count > 0) {
-		struct cmsghdr *cmsg;
-
-		msg.msg_control = control.buffer;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
-		cmsg = CMSG_FIRSTHDR(&msg);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
-		memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * fd_count);
-	}
+	(void)fd_passing_attach(&msg, control.buffer, sizeof(control.buffer), fds,
+				fd_count);
 	return sendmsg(socket_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 

@@ -109,16 +109,21 @@ void sys_guest_drop(struct sys_harness *h, struct vguest *vg)
 	vguest_destroy(vg);
 }
 
-int sys_vhost_connect_raw(struct sys_harness *h)
+int sys_unix_connect(const char *path)
 {
 	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	CHECK(fd >= 0);
-	snprintf(address.sun_path, sizeof(address.sun_path), "%s", h->vhost_path);
+	snprintf(address.sun_path, sizeof(address.sun_path), "%s", path);
 	CHECKF(connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0,
-	       "connect %s: %s", h->vhost_path, strerror(errno));
+	       "connect %s: %s", path, strerror(errno));
 	return fd;
+}
+
+int sys_vhost_connect_raw(struct sys_harness *h)
+{
+	return sys_unix_connect(h->vhost_path);
 }
 
 void sys_setup(struct sys_harness *h)

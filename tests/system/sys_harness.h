@@ -240,6 +240,8 @@ void sys_copy_executable(struct sys_harness *h, const char *path, char *out,
 
 /* A frontend without a guest: a blocking connection to the daemon's
  * vhost-user socket, for tests that write raw messages. */
+/* A blocking AF_UNIX stream connection to path (fails the test if none). */
+int sys_unix_connect(const char *path);
 int sys_vhost_connect_raw(struct sys_harness *h);
 
 /* Daemon + default guest. */
@@ -341,7 +343,7 @@ void guest_stream_remove(struct sys_harness *h, struct guest_stream *gs);
 void sys_open_host_initiated(struct sys_harness *h, struct vguest *vg,
 			     struct vguest_sock *listener, uint32_t port,
 			     struct host_conn **host, struct vguest_sock **guest);
-/* Host listener on port (created if l is NULL); guest connects. */
+/* Guest connects to the port of host listener l. */
 void sys_open_guest_initiated(struct sys_harness *h, struct vguest *vg,
 			      struct host_listener *l, struct host_conn **host,
 			      struct vguest_sock **guest);

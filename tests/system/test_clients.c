@@ -38,14 +38,7 @@
 /* A raw client connected to the daemon's host socket. */
 static int raw_connect(struct sys_harness *h)
 {
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	CHECK(fd >= 0);
-	snprintf(address.sun_path, sizeof(address.sun_path), "%s", h->uds_path);
-	CHECKF(connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0,
-	       "connect %s: %s", h->uds_path, strerror(errno));
-	return fd;
+	return sys_unix_connect(h->uds_path);
 }
 
 static void raw_write(int fd, const char *text)

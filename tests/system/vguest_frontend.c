@@ -13,6 +13,7 @@
  * options.io_timeout_ms bound.
  */
 #include "vguest_internal.h"
+#include "vsockmux/fd_passing.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -106,17 +107,7 @@ int vguest_vhost_send_raw(struct vguest *vg, uint32_t request, uint32_t flags,
 	iov.iov_len = length;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
-	if (fd_count > 0) {
-		struct cmsghdr *cmsg;
-		memset(&control, 0, sizeof(control));
-		msg.msg_control = control.buffer;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
-		cmsg = CMSG_FIRSTHDR(&msg);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
-		memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * fd_count);
-	}
+	(void)fd_passing_attach(&msg, control.buffer, sizeof(control.buffer), fds, fd_count);
 	do {
 		n = sendmsg(vg->vhost_fd, &msg, MSG_NOSIGNAL);
 	} while (n < 0 && errno == EINTR);

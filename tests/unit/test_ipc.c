@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "vsockmux/ipc.h"
+#include "vsockmux/fd_passing.h"
 #include "vsockmux/log.h"
 
 struct channel {
@@ -90,18 +91,8 @@ static void send_raw(int socket_fd, const void *data, size_t length,
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
 	assert_true(fds_count <= 16);
-	if (fds_count > 0) {
-		struct cmsghdr *cmsg;
-
-		memset(&control, 0, sizeof(control));
-		msg.msg_control = control.buffer;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds_count);
-		cmsg = CMSG_FIRSTHDR(&msg);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds_count);
-		memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * fds_count);
-	}
+	assert_int_equal(fd_passing_attach(&msg, control.buffer, sizeof(control.buffer),
+					   fds, fds_count), 0);
 	assert_int_equal(sendmsg(socket_fd, &msg, MSG_NOSIGNAL), (ssize_t)length);
 }
 

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "vhost_user.h"
+#include "vsockmux/fd_passing.h"
 #include "vsockmux/log.h"
 
 #define GUEST_CID 42u
@@ -168,17 +169,8 @@ static void send_raw(struct harness *harness, const void *bytes, size_t length,
 	struct iovec iov = { .iov_base = (void *)bytes, .iov_len = length };
 	struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (fd_count > 0) {
-		struct cmsghdr *cmsg;
-		memset(&control, 0, sizeof(control));
-		message.msg_control = control.bytes;
-		message.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
-		cmsg = CMSG_FIRSTHDR(&message);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
-		memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * fd_count);
-	}
+	assert_int_equal(fd_passing_attach(&message, control.bytes, sizeof(control.bytes),
+					   fds, fd_count), 0);
 	assert_int_equal(sendmsg(harness->frontend, &message, MSG_NOSIGNAL),
 			 (ssize_t)length);
 }
