@@ -177,13 +177,14 @@ enum options_result options_parse(int argc, char **argv,
 	uint64_t value;
 	int option;
 
-	memset(options, 0, sizeof(*options));
-	options->tx_buffer_size = OPTIONS_DEFAULT_TX_BUFFER_SIZE;
-	options->queue_size = OPTIONS_DEFAULT_QUEUE_SIZE;
-	options->max_connections = OPTIONS_DEFAULT_MAX_CONNECTIONS;
-	options->max_host_handshakes = OPTIONS_DEFAULT_MAX_HOST_HANDSHAKES;
-	options->tx_buffer_budget = OPTIONS_DEFAULT_TX_BUFFER_BUDGET;
-	options->log_level = LOG_LEVEL_INFO;
+	*options = (struct vsockmuxd_options){
+		.tx_buffer_size = OPTIONS_DEFAULT_TX_BUFFER_SIZE,
+		.queue_size = OPTIONS_DEFAULT_QUEUE_SIZE,
+		.max_connections = OPTIONS_DEFAULT_MAX_CONNECTIONS,
+		.max_host_handshakes = OPTIONS_DEFAULT_MAX_HOST_HANDSHAKES,
+		.tx_buffer_budget = OPTIONS_DEFAULT_TX_BUFFER_BUDGET,
+		.log_level = LOG_LEVEL_INFO,
+	};
 	opterr = 0;
 	optind = 1;
 

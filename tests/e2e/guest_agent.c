@@ -546,6 +546,23 @@ static int result(const char *name, int rc, const char *detail, double t0)
     return rc == 0 ? 0 : 1;
 }
 
+/* Run kind on an open connection, close it, report. */
+static int run_and_report(int fd, const char *name, const char *kind, int mib,
+                          int initiator, double t0)
+{
+    char detail[400] = "";
+    int rc = run_kind(fd, name, kind, mib, initiator, detail, sizeof detail);
+    close(fd);
+    return result(name, rc, detail, t0);
+}
+
+static int unknown_mode(const char *name, const char *mode, double t0)
+{
+    char detail[200];
+    snprintf(detail, sizeof detail, "unknown mode %s", mode);
+    return result(name, -1, detail, t0);
+}
+
 static int accept_one(int lfd, char *detail, size_t dcap)
 {
     if (wait_fd(lfd, POLLIN, ACCEPT_TIMEOUT_MS) < 0) {
@@ -833,7 +850,7 @@ static int guest_main(int argc, char **argv)
 
     const char *kind = argc > 4 ? argv[4] : "echo";
     int mib = argc > 5 ? atoi(argv[5]) : 0;
-    int fd, rc;
+    int fd;
     if (!strcmp(mode, "listen")) {
         int lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
@@ -847,7 +864,7 @@ static int guest_main(int argc, char **argv)
         close(lfd);
         if (fd < 0)
             return result(name, -1, detail, t0);
-        rc = run_kind(fd, name, kind, mib, 0, detail, sizeof detail);
+        return run_and_report(fd, name, kind, mib, 0, t0);
     } else if (!strcmp(mode, "connect")) {
         int err = 0;
         double ms;
@@ -857,13 +874,9 @@ static int guest_main(int argc, char **argv)
                      strerror(err), ms);
             return result(name, -1, detail, t0);
         }
-        rc = run_kind(fd, name, kind, mib, 1, detail, sizeof detail);
-    } else {
-        snprintf(detail, sizeof detail, "unknown mode %s", mode);
-        return result(name, -1, detail, t0);
+        return run_and_report(fd, name, kind, mib, 1, t0);
     }
-    close(fd);
-    return result(name, rc, detail, t0);
+    return unknown_mode(name, mode, t0);
 }
 
 /* ---- host (Unix sockets) ---- */
@@ -931,7 +944,7 @@ static int host_main(int argc, char **argv)
     const char *mode = argv[1], *name = argv[2], *path = argv[3];
     char detail[400] = "";
     double t0 = now_s();
-    int fd, rc;
+    int fd;
 
     if (!strcmp(mode, "host-connect-multi")) {
         if (argc < 5)
@@ -990,7 +1003,7 @@ static int host_main(int argc, char **argv)
         out("E2E-INFO %s CONNECT %u -> '%s' after %.1f ms", name, port, line, ms);
         const char *kind = argc > 5 ? argv[5] : "echo";
         int mib = argc > 6 ? atoi(argv[6]) : 0;
-        rc = run_kind(fd, name, kind, mib, 1, detail, sizeof detail);
+        return run_and_report(fd, name, kind, mib, 1, t0);
     } else if (!strcmp(mode, "host-listen")) {
         const char *kind = argc > 4 ? argv[4] : "echo";
         int mib = argc > 5 ? atoi(argv[5]) : 0;
@@ -1003,14 +1016,9 @@ static int host_main(int argc, char **argv)
         unlink(path);
         if (fd < 0)
             return result(name, -1, detail, t0);
-        t0 = now_s();
-        rc = run_kind(fd, name, kind, mib, 0, detail, sizeof detail);
-    } else {
-        snprintf(detail, sizeof detail, "unknown mode %s", mode);
-        return result(name, -1, detail, t0);
+        return run_and_report(fd, name, kind, mib, 0, now_s());
     }
-    close(fd);
-    return result(name, rc, detail, t0);
+    return unknown_mode(name, mode, t0);
 }
 
 int main(int argc, char **argv)

@@ -424,34 +424,37 @@ static void test_queue_num_needs_mq(void **state)
 	assert_int_equal(get_u64(harness, VHOST_USER_GET_QUEUE_NUM, &value), -1);
 }
 
+/* GET_CONFIG of a window; the reply echoes offset, size and flags. */
+static void get_config_window(struct harness *harness, uint32_t offset,
+			      uint32_t size, uint32_t flags,
+			      struct vhost_user_config *config)
+{
+	*config = (struct vhost_user_config){ .offset = offset, .size = size,
+					      .flags = flags };
+	memset(config->region, 0xee, size);
+	assert_int_equal(request(harness, VHOST_USER_GET_CONFIG, 0, config, 12 + size,
+				 NULL, 0), 0);
+	memset(config, 0xee, sizeof(*config));
+	expect_reply(harness, VHOST_USER_GET_CONFIG, config, 12 + size);
+	assert_int_equal(config->offset, offset);
+	assert_int_equal(config->size, size);
+	assert_int_equal(config->flags, flags);
+}
+
 static void test_get_config(void **state)
 {
 	struct harness *harness = *state;
-	struct vhost_user_config config = { .offset = 0, .size = 8, .flags = 0 };
+	struct vhost_user_config config;
 	uint64_t cid;
 
 	assert_int_equal(request_u64(harness, VHOST_USER_SET_PROTOCOL_FEATURES, 0,
 				     ALL_PROTOCOL_FEATURES), 0);
-	assert_int_equal(request(harness, VHOST_USER_GET_CONFIG, 0, &config, 12 + 8,
-				 NULL, 0), 0);
-	memset(&config, 0xee, sizeof(config));
-	expect_reply(harness, VHOST_USER_GET_CONFIG, &config, 12 + 8);
-	assert_int_equal(config.offset, 0);
-	assert_int_equal(config.size, 8);
-	assert_int_equal(config.flags, 0);
+	get_config_window(harness, 0, 8, 0, &config);
 	memcpy(&cid, config.region, sizeof(cid));
 	assert_int_equal(le64toh(cid), GUEST_CID);
 
 	/* a window past the end: same offset/size/flags, zeros beyond */
-	config = (struct vhost_user_config){ .offset = 4, .size = 16, .flags = 1 };
-	memset(config.region, 0xee, 16);
-	assert_int_equal(request(harness, VHOST_USER_GET_CONFIG, 0, &config, 12 + 16,
-				 NULL, 0), 0);
-	memset(&config, 0xee, sizeof(config));
-	expect_reply(harness, VHOST_USER_GET_CONFIG, &config, 12 + 16);
-	assert_int_equal(config.offset, 4);
-	assert_int_equal(config.size, 16);
-	assert_int_equal(config.flags, 1);
+	get_config_window(harness, 4, 16, 1, &config);
 	for (unsigned i = 0; i < 16; i++)
 		assert_int_equal(config.region[i], 0);   /* CID 42 has no high bytes */
 
