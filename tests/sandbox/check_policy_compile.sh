@@ -12,6 +12,18 @@ failures=0
 out=$(mktemp -d) || exit 1
 trap 'rm -rf "$out"' EXIT
 
+# report STATUS LABEL: "ok: LABEL" for status 0, else "FAIL: LABEL" with
+# policy_compile's stderr, counted.
+report() {
+	if [ "$1" -eq 0 ]; then
+		echo "ok: $2"
+	else
+		echo "FAIL: $2:"
+		cat "$out/stderr"
+		failures=$((failures + 1))
+	fi
+}
+
 # expect_failure LABEL PATTERN ARG...: policy_compile --arch ARCH ARG...
 # fails, and its first report line matches the grep pattern PATTERN.
 expect_failure() {
@@ -63,7 +75,7 @@ expect_merge_error base.policy 2 "duplicate of the rule at $dir/base.policy:2"
 expect_failure "a missing base file" "^$dir/no_such_base.policy: " \
 	"t=$dir/no_such_base.policy" "t=$dir/good.policy"
 # Tables are merged separately: the same base in two tables is fine.
-if "$compile" --arch "$arch" --source "$out/m.c" --header "$out/m.h" \
+"$compile" --arch "$arch" --source "$out/m.c" --header "$out/m.h" \
 		"a=$dir/base.policy" "a=$dir/extends_base.policy" \
 		"b=$dir/base.policy" 2> "$out/stderr" &&
 	grep -q 'policy_table_a;' "$out/m.h" && grep -q 'policy_table_b;' "$out/m.h" &&
@@ -71,22 +83,12 @@ if "$compile" --arch "$arch" --source "$out/m.c" --header "$out/m.h" \
 	grep -q '"read", "base.policy", 2,' "$out/m.c" &&
 	grep -q '"write", "extends_base.policy", 2,' "$out/m.c" &&
 	grep -Eq '^	rules_a, 4, 3,$' "$out/m.c" &&
-	grep -Eq '^	rules_b, 2, 2,$' "$out/m.c"; then
-	echo "ok: base.policy merged into two tables"
-else
-	echo "FAIL: merging base.policy into two tables:"
-	cat "$out/stderr"
-	failures=$((failures + 1))
-fi
+	grep -Eq '^	rules_b, 2, 2,$' "$out/m.c"
+report $? "base.policy merged into two tables"
 
-if "$compile" --arch "$arch" --source "$out/t.c" --header "$out/t.h" \
+"$compile" --arch "$arch" --source "$out/t.c" --header "$out/t.h" \
 		"good=$dir/good.policy" 2> "$out/stderr" &&
 	grep -q 'policy_table_good' "$out/t.h" &&
-	grep -q 'POLICY_VALUE_PEER_PID' "$out/t.c"; then
-	echo "ok: good.policy compiled"
-else
-	echo "FAIL: good.policy was rejected:"
-	cat "$out/stderr"
-	failures=$((failures + 1))
-fi
+	grep -q 'POLICY_VALUE_PEER_PID' "$out/t.c"
+report $? "good.policy compiled"
 exit $((failures > 0))

@@ -170,16 +170,24 @@ static void test_credit_arithmetic_wraps(void **state)
 	assert_true(conn_credit_update_due(&conn, 65536));
 }
 
+/* RW from guest port 5000 to host port 1234 arrives on host, exactly. */
+static void guest_data_reaches_host(struct fixture *fixture, int host,
+				    const char *data, size_t length)
+{
+	char buffer[64];
+	assert_true(length <= sizeof(buffer));
+	guest_send_data(fixture, 5000, 1234, data, length);
+	assert_int_equal(read(host, buffer, sizeof(buffer)), (ssize_t)length);
+	assert_memory_equal(buffer, data, length);
+}
+
 static void test_guest_connect_then_data_reaches_host(void **state)
 {
 	struct fixture *fixture = *state;
-	char buffer[16];
 	struct conn *conn;
 	int host = establish_guest_connection(fixture, 5000, 1234);
 
-	guest_send_data(fixture, 5000, 1234, "hello", 5);
-	assert_int_equal(read(host, buffer, sizeof(buffer)), 5);
-	assert_memory_equal(buffer, "hello", 5);
+	guest_data_reaches_host(fixture, host, "hello", 5);
 	conn = conn_table_lookup(&fixture->muxer.table, 1234, 5000);
 	assert_int_equal(conn->received_from_guest, 5);
 	assert_int_equal(conn->written_to_host, 5);
@@ -283,9 +291,8 @@ static void test_shutdown_send_half_closes_host(void **state)
 	struct conn *conn;
 	int host = establish_guest_connection(fixture, 5000, 1234);
 
-	guest_send_data(fixture, 5000, 1234, "abc", 3);
+	guest_data_reaches_host(fixture, host, "abc", 3);
 	guest_send(fixture, VSOCK_OP_SHUTDOWN, 5000, 1234, VSOCK_SHUTDOWN_SEND);
-	assert_int_equal(read(host, buffer, sizeof(buffer)), 3);
 	assert_int_equal(read(host, buffer, sizeof(buffer)), 0); /* EOF */
 	conn = conn_table_lookup(&fixture->muxer.table, 1234, 5000);
 	assert_non_null(conn); /* the other direction stays open */
@@ -384,6 +391,24 @@ static void test_host_connect_handshake(void **state)
 	close(pair[1]);
 }
 
+/* A host client adopted from the broker that sends line; returns its
+ * slot's connection (the client's end in *client). */
+static struct conn *host_client_sends(struct fixture *fixture, const char *line,
+				      int *client)
+{
+	int pair[2];
+	struct conn *conn;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				    0, pair), 0);
+	conn_adopt_host_client(&fixture->muxer, pair[0]);
+	conn = &fixture->muxer.table.slots[0];
+	assert_int_equal(write(pair[1], line, strlen(line)), (ssize_t)strlen(line));
+	conn_on_host_event(&fixture->muxer, conn, EPOLLIN);
+	*client = pair[1];
+	return conn;
+}
+
 /* A RESPONSE that arrives before our REQUEST went out is a guess of the
  * host port: the connection is reset, the client never sees OK. */
 static void test_response_before_request_resets(void **state)
@@ -394,12 +419,7 @@ static void test_response_before_request_resets(void **state)
 	uint32_t local_port;
 	char byte;
 
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-				    0, pair), 0);
-	conn_adopt_host_client(&fixture->muxer, pair[0]);
-	conn = &fixture->muxer.table.slots[0];
-	assert_int_equal(write(pair[1], "CONNECT 52\n", 11), 11);
-	conn_on_host_event(&fixture->muxer, conn, EPOLLIN);
+	conn = host_client_sends(fixture, "CONNECT 52\n", &pair[1]);
 	assert_int_equal(conn->state, CONN_HOST_REQUESTED);
 	local_port = conn->local_port;
 	guest_send(fixture, VSOCK_OP_RESPONSE, 52, local_port, 0);
@@ -414,11 +434,7 @@ static void assert_host_line_refused(struct fixture *fixture, const char *line,
 {
 	int pair[2];
 	char byte;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-				    0, pair), 0);
-	conn_adopt_host_client(&fixture->muxer, pair[0]);
-	assert_int_equal(write(pair[1], line, strlen(line)), (ssize_t)strlen(line));
-	conn_on_host_event(&fixture->muxer, &fixture->muxer.table.slots[0], EPOLLIN);
+	(void)host_client_sends(fixture, line, &pair[1]);
 	assert_int_equal(fixture->muxer.table.in_use, 0);
 	assert_int_equal(fixture->muxer.stats.refused[reason], 1);
 	assert_int_equal(fixture->muxer.rsts.count, 0);
@@ -452,12 +468,7 @@ static void test_guest_refuses_host_connect(void **state)
 	int pair[2];
 	char byte;
 	struct conn *conn;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-				    0, pair), 0);
-	conn_adopt_host_client(&fixture->muxer, pair[0]);
-	conn = &fixture->muxer.table.slots[0];
-	assert_int_equal(write(pair[1], "CONNECT 9\n", 10), 10);
-	conn_on_host_event(&fixture->muxer, conn, EPOLLIN);
+	conn = host_client_sends(fixture, "CONNECT 9\n", &pair[1]);
 	guest_send(fixture, VSOCK_OP_RST, 9, conn->local_port, 0);
 	assert_int_equal(fixture->muxer.table.in_use, 0);
 	assert_int_equal(fixture->muxer.rsts.count, 0);
