@@ -86,6 +86,9 @@ struct vguest_options {
 					(1 .. VGUEST_MAX_RX_SCATTER) */
 	bool unsealed_memory;        /* guest memory memfd without
 					F_SEAL_SHRINK (QEMU seals) */
+	bool event_queue;            /* hand queue 2, the event queue, to the
+					backend too (crosvm, cloud-hypervisor);
+					QEMU keeps it */
 };
 
 #define VGUEST_MAX_RX_SCATTER 64u
@@ -231,6 +234,11 @@ const char *vguest_bad_chain_name(enum vguest_bad_chain kind);
 
 /* Allocate guest memory and rings. NULL with errno on failure. */
 struct vguest *vguest_create(const struct vguest_options *options);
+
+/* With options.event_queue: the VIRTIO_VSOCK_EVENT_TRANSPORT_RESET events
+ * the backend has posted since the guest was created (reads the event
+ * queue's used ring now, reposting the buffers). */
+unsigned vguest_transport_resets(struct vguest *vg);
 /* Disconnect (if connected) and free everything, sockets included. */
 void vguest_destroy(struct vguest *vg);
 /* Last error message (set when a call fails). */

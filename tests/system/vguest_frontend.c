@@ -207,8 +207,8 @@ static int vg_vu_get_u64(struct vguest *vg, uint32_t request, uint64_t *value)
 }
 
 /* Send a u64 message; with need_ack wait for a zero REPLY_ACK. */
-static int vg_vu_set_u64(struct vguest *vg, uint32_t request, uint64_t value,
-			 const int *fds, size_t fd_count, bool need_ack)
+int vg_vu_set_u64(struct vguest *vg, uint32_t request, uint64_t value,
+		  const int *fds, size_t fd_count, bool need_ack)
 {
 	uint64_t ack = 0;
 	if (vg_vu_send(vg, request, need_ack ? VHOST_USER_FLAG_NEED_REPLY : 0,
@@ -225,14 +225,14 @@ static int vg_vu_set_u64(struct vguest *vg, uint32_t request, uint64_t value,
 	return 0;
 }
 
-static int vg_vu_set_state(struct vguest *vg, uint32_t request, uint32_t index,
-			   uint32_t num)
+int vg_vu_set_state(struct vguest *vg, uint32_t request, uint32_t index,
+		    uint32_t num)
 {
 	struct vhost_user_vring_state state = { .index = index, .num = num };
 	return vg_vu_send(vg, request, 0, &state, sizeof(state), NULL, 0);
 }
 
-static int vg_new_eventfd(struct vguest *vg)
+int vg_new_eventfd(struct vguest *vg)
 {
 	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fd < 0)
@@ -440,6 +440,8 @@ static int vg_setup_start_at(struct vguest *vg, const uint16_t *bases)
 				q->interrupt_pending = true;
 		}
 	}
+	if (vg->opts.event_queue && vg_event_queue_start(vg) != 0)
+		return -1;
 	return 0;
 }
 
@@ -493,6 +495,7 @@ int vguest_connect(struct vguest *vg, const char *socket_path)
 void vguest_disconnect(struct vguest *vg)
 {
 	vg_close_fd(&vg->vhost_fd);
+	vg_event_queue_stop(vg);
 	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++) {
 		struct vg_queue *q = &vg->queues[i];
 		vg_close_fd(&q->kick_fd);

@@ -5,6 +5,8 @@
  *
  * Guest memory layout (guest physical addresses; user address = mapping):
  *   0x10000 + q * 0x20000   queue q: descriptor table, avail ring, used ring
+ *                           (q 2, the event queue, only with options.event_queue;
+ *                           its 4-byte event buffers at +0x10000)
  *   rx_area                 one RX buffer per head descriptor id
  *   tx_area                 TX slots of 128 KiB: header at +0, indirect
  *                           table at +256, payload at +32 KiB
@@ -39,6 +41,21 @@
 #define VG_HOSTILE_AREA_SIZE 0x10000u
 #define VG_CANARY_SIZE 256u
 #define VG_CANARY_BYTE 0xa5u
+#define VG_EVENT_QUEUE 2u
+#define VG_EVENT_QUEUE_SIZE 8u
+#define VG_EVENT_BUFFERS_OFFSET 0x10000u
+
+/* The event queue (queue 2) when the guest hands it to the backend, as
+ * crosvm and cloud-hypervisor do: VG_EVENT_QUEUE_SIZE buffers of one
+ * struct virtio_vsock_event each, reposted as they come back. */
+struct vg_event_queue {
+	bool running;
+	uint64_t desc_gpa, avail_gpa, used_gpa, buffers_gpa;
+	uint16_t avail_idx, last_used;
+	int kick_fd, call_fd;
+	unsigned transport_resets;   /* events with id TRANSPORT_RESET */
+	unsigned other_events;
+};
 
 /* What we remember about one posted chain (indexed by head id). */
 struct vg_chain {
@@ -111,6 +128,7 @@ struct vguest {
 	bool event_idx, indirect;
 
 	struct vg_queue queues[VGUEST_QUEUE_COUNT];
+	struct vg_event_queue event_queue;
 
 	struct vg_pending_ctl *pending;
 	size_t pending_head, pending_count, pending_capacity;
@@ -158,6 +176,18 @@ int vg_vu_send(struct vguest *vg, uint32_t request, uint32_t extra_flags,
 	       size_t fd_count);
 int vg_vu_reply(struct vguest *vg, uint32_t request, void *payload,
 		uint32_t size);
+/* Send a u64 message; with need_ack wait for a zero REPLY_ACK. */
+int vg_vu_set_u64(struct vguest *vg, uint32_t request, uint64_t value,
+		  const int *fds, size_t fd_count, bool need_ack);
+int vg_vu_set_state(struct vguest *vg, uint32_t request, uint32_t index,
+		    uint32_t num);
+int vg_new_eventfd(struct vguest *vg);
+
+/* ---- vguest_event.c: the event queue ---- */
+/* Set queue 2 up and post its buffers (after the data queues run). */
+int vg_event_queue_start(struct vguest *vg);
+/* Forget it (the frontend connection is gone); counts are kept. */
+void vg_event_queue_stop(struct vguest *vg);
 
 /* ---- vguest_ring.c: the virtqueue driver ---- */
 int vg_alloc_descs(struct vg_queue *q, unsigned count, uint16_t *out);
