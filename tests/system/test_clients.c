@@ -9,6 +9,8 @@
  *     the first line, redial many times while the guest agent is not up;
  *   firecracker-containerd: reads the reply with a 32-byte buffered
  *     reader and wants the prefix "OK " (with the space);
+ *   Firecracker's own tests: recv(32) is exactly "OK <port>\n", then 50
+ *     connections at once;
  *   a client that sends its line and its first data in one write;
  *   a guest that writes first (an SSH banner) the moment it accepts.
  *
@@ -356,6 +358,55 @@ static void test_ok_line_first_under_load(struct sys_harness *h)
 	}
 	WAIT_FOR(h, 60000, bulk->sink.received == bulk->sink.expected &&
 		 bulk_guest->sink.received == bulk_guest->sink.expected);
+}
+
+/* Firecracker's own test client: recv(32) must return exactly one line,
+ * ^OK [0-9]+\n$; then 50 connections at once move 1 MiB each way. */
+static void test_firecracker_parallel_echo(struct sys_harness *h)
+{
+	enum { CLIENTS = 50 };
+	const uint64_t size = 1u << 20;
+	struct vguest_sock *listener, *guests[CLIENTS];
+	struct host_conn *hosts[CLIENTS];
+	struct guest_stream *streams[CLIENTS];
+	int fds[CLIENTS];
+
+	sys_setup(h);
+	listener = vguest_listen(h->vg, 52);
+	for (unsigned i = 0; i < CLIENTS; i++) {
+		fds[i] = raw_connect(h);
+		raw_write(fds[i], "CONNECT 52\n");
+	}
+	for (unsigned i = 0; i < CLIENTS; i++)
+		WAIT_FOR(h, 5000, (guests[i] = vguest_accept(listener)) != NULL);
+	for (unsigned i = 0; i < CLIENTS; i++) {
+		char reply[33], *end;
+		unsigned long port;
+		ssize_t got;
+		unsigned match = CLIENTS;
+
+		CHECK(raw_wait_bytes(h, fds[i], strlen("OK 1073741824\n"), 5000));
+		got = recv(fds[i], reply, 32, MSG_DONTWAIT);
+		CHECK(got > 0);
+		reply[got] = '\0';
+		port = strtoul(reply + 3, &end, 10);
+		CHECKF(strncmp(reply, "OK ", 3) == 0 && end > reply + 3 && strcmp(end, "\n") == 0,
+		       "recv(32) got \"%s\", not one ^OK [0-9]+\\n$ line", reply);
+		for (unsigned g = 0; g < CLIENTS; g++)
+			if (guests[g] && guests[g]->peer_port == port)
+				match = g;
+		CHECKF(match < CLIENTS, "OK %lu names no accepted connection", port);
+		hosts[i] = host_conn_adopt(h, fds[i]);
+		streams[i] = guest_stream_add(h, guests[match]);
+		guests[match] = NULL;
+		host_source(hosts[i], i + 1, size, SYS_AFTER_NOTHING);
+		guest_stream_sink(streams[i], i + 1, size);
+		guest_stream_source(streams[i], i + 1001, size, SYS_AFTER_NOTHING);
+		host_sink(hosts[i], i + 1001, size);
+	}
+	for (unsigned i = 0; i < CLIENTS; i++)
+		WAIT_FOR(h, 60000, hosts[i]->sink.received == size &&
+			 streams[i]->sink.received == size);
 }
 
 int main(int argc, char **argv)
