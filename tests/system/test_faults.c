@@ -207,6 +207,25 @@ static void start_two_flows(struct sys_harness *h, struct host_listener **l,
 			  flows[1].gs->sink.received >= 1 * MIB);
 }
 
+/* After the broker or the muxer (then the broker could unlink its socket
+ * files) was killed with two flows running: the VM's connections ended,
+ * the socket files are as documented, and a new start replaces what was
+ * left and serves. */
+static void after_one_process_killed(struct sys_harness *h, size_t mark,
+				     struct flow flows[2], struct host_listener *l,
+				     bool broker_could_unlink)
+{
+	bool left[3];
+
+	expect_vm_connections_ended(h, flows, 2);
+	check_socket_files_after_exit(h, mark, broker_could_unlink, left);
+	sys_forget_daemon(h);
+	mark = sys_log_mark(h);
+	sys_setup(h);
+	check_stale_replaced(h, mark, left);
+	expect_new_connections_work(h, h->vg, 53, l, 300);
+}
+
 /*
  * SIGKILL of the broker mid-transfer: the muxer dies with it at once
  * (PR_SET_PDEATHSIG SIGHUP, whose handler logs one line and exits, unless
@@ -218,7 +237,6 @@ static void test_kill_broker_mid_transfer(struct sys_harness *h)
 {
 	struct host_listener *l;
 	struct flow flows[2];
-	bool left[3];
 	uint64_t start;
 	int status = 0;
 	size_t mark;
@@ -237,14 +255,7 @@ static void test_kill_broker_mid_transfer(struct sys_harness *h)
 	CHECKF(sys_log_count(h, mark, "the broker process died") +
 	       sys_log_count(h, mark, "broker closed the channel") >= 1,
 	       "no log line from the muxer about the broker's death");
-	expect_vm_connections_ended(h, flows, 2);
-	check_socket_files_after_exit(h, mark, false, left);
-	sys_forget_daemon(h);
-
-	mark = sys_log_mark(h);
-	sys_setup(h);
-	check_stale_replaced(h, mark, left);
-	expect_new_connections_work(h, h->vg, 53, l, 300);
+	after_one_process_killed(h, mark, flows, l, false);
 }
 
 /*
@@ -257,7 +268,6 @@ static void test_kill_muxer_mid_transfer(struct sys_harness *h)
 	struct host_listener *l;
 	struct flow flows[2];
 	char line[96];
-	bool left[3];
 	uint64_t start;
 	int status = 0;
 	size_t mark;
@@ -277,14 +287,7 @@ static void test_kill_muxer_mid_transfer(struct sys_harness *h)
 	snprintf(line, sizeof(line), "muxer (pid %d) killed by signal %d", (int)muxer,
 		 SIGKILL);
 	WAIT_FOR_LOG(h, mark, line, 1000);
-	expect_vm_connections_ended(h, flows, 2);
-	check_socket_files_after_exit(h, mark, true, left);
-	sys_forget_daemon(h);
-
-	mark = sys_log_mark(h);
-	sys_setup(h);
-	check_stale_replaced(h, mark, left);
-	expect_new_connections_work(h, h->vg, 53, l, 300);
+	after_one_process_killed(h, mark, flows, l, true);
 }
 
 /*

@@ -514,6 +514,27 @@ void vguest_disconnect(struct vguest *vg)
 }
 
 
+/* GET_VRING_BASE of every data queue: the backend stops them and says
+ * where each stopped (into bases, if not NULL). */
+static int vg_fetch_bases(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
+{
+	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++) {
+		struct vhost_user_vring_state state = { .index = i, .num = 0 };
+		if (vg_vu_send(vg, VHOST_USER_GET_VRING_BASE, 0, &state, sizeof(state),
+			       NULL, 0) != 0 ||
+		    vg_vu_reply(vg, VHOST_USER_GET_VRING_BASE, &state, sizeof(state)) != 0)
+			return -1;
+		if (state.index != i || state.num > UINT16_MAX) {
+			vg_set_error(vg, "GET_VRING_BASE(%u) answered %u/%u", i,
+				     state.index, state.num);
+			return -1;
+		}
+		if (bases)
+			bases[i] = state.num;
+	}
+	return 0;
+}
+
 int vguest_reset_device(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
 {
 	if (!vg->connected || vg->vhost_fd < 0) {
@@ -525,19 +546,8 @@ int vguest_reset_device(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
 	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++)
 		if (vg_vu_set_state(vg, VHOST_USER_SET_VRING_ENABLE, i, 0) != 0)
 			return -1;
-	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++) {
-		struct vhost_user_vring_state state = { .index = i, .num = 0 };
-		if (vg_vu_send(vg, VHOST_USER_GET_VRING_BASE, 0, &state, sizeof(state),
-			       NULL, 0) != 0 ||
-		    vg_vu_reply(vg, VHOST_USER_GET_VRING_BASE, &state, sizeof(state)) != 0)
-			return -1;
-		if (state.index != i) {
-			vg_set_error(vg, "GET_VRING_BASE(%u) answered index %u", i, state.index);
-			return -1;
-		}
-		if (bases)
-			bases[i] = state.num;
-	}
+	if (vg_fetch_bases(vg, bases) != 0)
+		return -1;
 	/* the guest driver is gone: its sockets and buffers with it */
 	for (struct vguest_sock *s = vg->socks; s; s = s->next)
 		vg_sock_set_closed(s);
@@ -575,6 +585,7 @@ int vguest_reset_device(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
 int vguest_stop_cont(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
 {
 	uint16_t restart[VGUEST_QUEUE_COUNT];
+	uint32_t fetched[VGUEST_QUEUE_COUNT];
 
 	if (!vg->connected || vg->vhost_fd < 0) {
 		vg_set_error(vg, "not connected");
@@ -582,20 +593,12 @@ int vguest_stop_cont(struct vguest *vg, uint32_t bases[VGUEST_QUEUE_COUNT])
 		return -1;
 	}
 	/* vhost_dev_stop: the backend hands the rings back */
+	if (vg_fetch_bases(vg, fetched) != 0)
+		return -1;
 	for (unsigned i = 0; i < VGUEST_QUEUE_COUNT; i++) {
-		struct vhost_user_vring_state state = { .index = i, .num = 0 };
-		if (vg_vu_send(vg, VHOST_USER_GET_VRING_BASE, 0, &state, sizeof(state),
-			       NULL, 0) != 0 ||
-		    vg_vu_reply(vg, VHOST_USER_GET_VRING_BASE, &state, sizeof(state)) != 0)
-			return -1;
-		if (state.index != i || state.num > UINT16_MAX) {
-			vg_set_error(vg, "GET_VRING_BASE(%u) answered %u/%u", i,
-				     state.index, state.num);
-			return -1;
-		}
-		restart[i] = (uint16_t)state.num;
+		restart[i] = (uint16_t)fetched[i];
 		if (bases)
-			bases[i] = state.num;
+			bases[i] = fetched[i];
 	}
 	/* vhost_dev_start on the same rings, where they stopped */
 	if (vg_setup_start_at(vg, restart) != 0)
