@@ -374,6 +374,12 @@ struct guest_stream *sys_stream_to_host(struct sys_harness *h, uint32_t port,
 					struct host_conn **host, struct vguest_sock **guest);
 struct guest_stream *sys_stream_to_guest(struct sys_harness *h, uint32_t port,
 					 struct host_conn **host, struct vguest_sock **guest);
+/* sys_stream_to_host with a host end that does not read, and the guest
+ * sending size bytes of the pattern of seed, then after. */
+struct guest_stream *sys_stream_to_deaf_host(struct sys_harness *h, uint32_t port,
+					     uint32_t seed, uint64_t size,
+					     enum sys_after after, struct host_conn **host,
+					     struct vguest_sock **guest);
 /* size bytes of the pattern of seed from the host connection c to the
  * guest stream gs (down) or from gs to c (up), checked byte for byte;
  * waits up to timeout_ms until all of them arrived. */

@@ -383,3 +383,15 @@ struct guest_stream *sys_stream_to_guest(struct sys_harness *h, uint32_t port,
 	(void)sys_open_to_guest(h, port, host, guest);
 	return guest_stream_add(h, *guest);
 }
+
+struct guest_stream *sys_stream_to_deaf_host(struct sys_harness *h, uint32_t port,
+					     uint32_t seed, uint64_t size,
+					     enum sys_after after, struct host_conn **host,
+					     struct vguest_sock **guest)
+{
+	struct guest_stream *gs = sys_stream_to_host(h, port, host, guest);
+
+	host_set_paused(*host, true);
+	guest_stream_source(gs, seed, size, after);
+	return gs;
+}

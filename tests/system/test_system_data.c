@@ -238,6 +238,24 @@ void test_concurrent_64(struct sys_harness *h)
 	sys_check_guest_clean(h->vg);
 }
 
+/* The host sends size bytes, then ends its side (after); the guest gets
+ * them all and EOF. Returns the SHUTDOWN the daemon sent the guest. */
+static const struct vguest_packet_record *
+host_data_then_end(struct sys_harness *h, struct guest_stream *gs, struct host_conn *c,
+		   const struct vguest_sock *g, uint32_t seed, uint64_t size,
+		   enum sys_after after)
+{
+	const struct vguest_packet_record *shut;
+
+	host_source(c, seed, size, after);
+	guest_stream_sink(gs, seed, size);
+	WAIT_FOR(h, 5000, gs->sink.received == size && gs->eof);
+	shut = vguest_find_packet(h->vg, false, VSOCK_OP_SHUTDOWN, g->local_port,
+				  g->peer_port);
+	CHECK(shut);
+	return shut;
+}
+
 /* Host shutdown(SHUT_WR): guest gets all data then SHUTDOWN(SEND), and can
  * still send. */
 void test_half_close_host_wr(struct sys_harness *h)
@@ -250,11 +268,7 @@ void test_half_close_host_wr(struct sys_harness *h)
 
 	sys_setup(h);
 	gs = sys_stream_to_guest(h, 52, &c, &g);
-	host_source(c, 5, down, SYS_AFTER_SHUTDOWN);
-	guest_stream_sink(gs, 5, down);
-	WAIT_FOR(h, 5000, gs->sink.received == down && gs->eof);
-	shut = vguest_find_packet(h->vg, false, VSOCK_OP_SHUTDOWN, 52, g->peer_port);
-	CHECK(shut);
+	shut = host_data_then_end(h, gs, c, g, 5, down, SYS_AFTER_SHUTDOWN);
 	CHECKF(shut->header.flags == VSOCK_SHUTDOWN_SEND,
 	       "host SHUT_WR gave SHUTDOWN flags %u, expected SEND (2)", shut->header.flags);
 	CHECK(vguest_count_packets(h->vg, false, VSOCK_OP_SHUTDOWN, 52, g->peer_port) == 1);
@@ -336,11 +350,7 @@ void test_host_close(struct sys_harness *h)
 
 	sys_setup(h);
 	gs = sys_stream_to_host(h, 1234, &c, &g);
-	host_source(c, 9, down, SYS_AFTER_CLOSE);
-	guest_stream_sink(gs, 9, down);
-	WAIT_FOR(h, 5000, gs->sink.received == down && gs->eof);
-	shut = vguest_find_packet(h->vg, false, VSOCK_OP_SHUTDOWN, g->local_port, 1234);
-	CHECK(shut);
+	shut = host_data_then_end(h, gs, c, g, 9, down, SYS_AFTER_CLOSE);
 	CHECKF(shut->header.flags & VSOCK_SHUTDOWN_SEND,
 	       "host close gave SHUTDOWN flags %u without SEND", shut->header.flags);
 	guest_stream_remove(h, gs);
@@ -367,9 +377,7 @@ void test_guest_close_flushes(struct sys_harness *h)
 	struct guest_stream *gs;
 
 	sys_setup(h);
-	gs = sys_stream_to_host(h, 1234, &c, &g);
-	host_set_paused(c, true);
-	guest_stream_source(gs, 12, up, SYS_AFTER_CLOSE);
+	gs = sys_stream_to_deaf_host(h, 1234, 12, up, SYS_AFTER_CLOSE, &c, &g);
 	WAIT_FOR(h, 5000, gs->source.after_done);
 	CHECK(g->state == VGUEST_SOCK_CLOSING || g->state == VGUEST_SOCK_CLOSED);
 	host_sink(c, 12, up);

@@ -66,9 +66,7 @@ void test_idle_host_not_reading(struct sys_harness *h)
 	struct guest_stream *gs;
 
 	sys_setup(h);
-	gs = sys_stream_to_host(h, 1234, &c, &g);
-	host_set_paused(c, true);
-	guest_stream_source(gs, 33, up, SYS_AFTER_NOTHING);
+	gs = sys_stream_to_deaf_host(h, 1234, 33, up, SYS_AFTER_NOTHING, &c, &g);
 	WAIT_FOR(h, 5000, vguest_sock_credit(g) == 0 && gs->source.done > 0);
 	sys_check_daemon_idle(h, 500, 100, "the host does not read");
 	/* what the daemon took is bounded by its credit plus what the host
