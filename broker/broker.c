@@ -15,6 +15,7 @@
 #include "broker.h"
 #include "control.h"
 #include "listener.h"
+#include "service_manager.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -237,6 +238,7 @@ static enum broker_step handle_signals(struct broker *broker)
 		case SIGINT:
 			log_info("received %s, stopping",
 				 info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			service_manager_stopping();
 			if (kill(broker->muxer_pid, SIGTERM) < 0 && errno != ESRCH)
 				log_warn("kill muxer (pid %d): %s",
 					 (int)broker->muxer_pid, strerror(errno));
@@ -424,6 +426,7 @@ static enum broker_step handle_vhost_user_listener(struct broker *broker)
 		return BROKER_RUNNING;   /* frontend sees a close; keep listening */
 	log_info("vhost-user frontend connected; handed to the muxer");
 	broker->vmm_attached = true;
+	service_manager_vmm(true, broker->options->socket_path);
 	return update_listener_polling(broker);
 }
 
@@ -473,6 +476,7 @@ static int handle_vmm_detached(void *context, const IpcEnvelope *envelope, int f
 	}
 	log_info("vhost-user frontend detached; accepting the next one");
 	broker->vmm_attached = false;
+	service_manager_vmm(false, broker->options->socket_path);
 	return update_listener_polling(broker);
 }
 
@@ -795,6 +799,9 @@ int broker_run(const struct vsockmuxd_options *options,
 	result = broker_setup(&broker);
 	if (result != BROKER_RUNNING)
 		goto out;
+	/* every listener is up: a VMM may connect (before the filter: the
+	 * first notification is the one a Type=notify start waits for) */
+	service_manager_ready(options->socket_path);
 	if (lock_down && lock_down(opaque) != 0) {
 		result = BROKER_STOP_FAILED;
 		goto out;

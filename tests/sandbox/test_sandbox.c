@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include <setjmp.h>
 #include <cmocka.h>
 
@@ -319,7 +321,17 @@ static int probe_getsockopt_other(struct fixture *f)
 {
 	int value;
 	socklen_t length = sizeof(value);
-	syscall(SYS_getsockopt, f->stream_pair[0], SOL_SOCKET, SO_SNDBUF, &value, &length);
+	syscall(SYS_getsockopt, f->stream_pair[0], SOL_SOCKET, SO_RCVBUF, &value, &length);
+	return 0;
+}
+
+/* libsystemd's own sd_notify, every call it makes (the socket it sends to
+ * does not exist: the send fails, the filter must not) */
+static int probe_sd_notify(struct fixture *f)
+{
+	(void)f;
+	CHECK_CALL(setenv("NOTIFY_SOCKET", "/nonexistent/vsockmux-sandbox-notify", 1));
+	(void)sd_notify(0, "STATUS=sandbox test");
 	return 0;
 }
 
@@ -918,6 +930,7 @@ static const struct probe_case probe_cases[] = {
 	ALLOWED(BROKER, restart_syscall),
 	ALLOWED(BROKER, signal_mask),
 	ALLOWED(BROKER, tgkill_self_abort),
+	ALLOWED(BROKER, sd_notify),
 	/* broker: forbidden */
 	FORBIDDEN(BROKER, execve),
 	FORBIDDEN(BROKER, execveat),

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -269,6 +270,56 @@ static void test_unprivileged_start(struct sys_harness *h)
 	host_write_str(c, "hello\n");
 	sys_guest_read_exact(h, g, buffer, 6, 3000);
 	CHECK(memcmp(buffer, "hello\n", 6) == 0);
+}
+
+/* The next datagram on the notify socket fd, as a string (bounded wait). */
+static void expect_notification(struct sys_harness *h, int fd, const char *expected)
+{
+	char message[256];
+	uint64_t end = sys_wait_end(h, 5000);
+	ssize_t got;
+
+	while ((got = recv(fd, message, sizeof(message) - 1, MSG_DONTWAIT)) < 0) {
+		CHECKF(errno == EAGAIN, "recv on the notify socket: %s", strerror(errno));
+		CHECKF(sys_now_ns() < end, "no \"%s\" on the notify socket in 5 s", expected);
+		sys_pump(h, 5);
+	}
+	message[got] = '\0';
+	CHECKF(strcmp(message, expected) == 0, "notify socket got \"%s\", expected \"%s\"",
+	       message, expected);
+}
+
+/* Started by a service manager (NOTIFY_SOCKET, as systemd sets it for a
+ * Type=notify unit): READY=1 once the listeners are up, STATUS= as a VMM
+ * comes and goes, STOPPING=1 at SIGTERM; all from the sandboxed broker. */
+static void test_service_manager_notify(struct sys_harness *h)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	char waiting[200];
+	struct vguest *vg;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	CHECK(fd >= 0);
+	snprintf(address.sun_path, sizeof(address.sun_path), "%s/notify.sock", h->dir);
+	CHECK(bind(fd, (struct sockaddr *)&address, sizeof(address)) == 0);
+	/* the daemon sends as its unprivileged user, like systemd's socket */
+	CHECK(chmod(address.sun_path, 0666) == 0);
+	CHECK(setenv("NOTIFY_SOCKET", address.sun_path, 1) == 0);
+	sys_start_daemon(h, NULL);
+	CHECK(unsetenv("NOTIFY_SOCKET") == 0);
+	snprintf(waiting, sizeof(waiting), "STATUS=waiting for a VMM on %s", h->vhost_path);
+	{
+		char ready[220];
+		snprintf(ready, sizeof(ready), "READY=1\n%s", waiting);
+		expect_notification(h, fd, ready);
+	}
+	vg = sys_guest_new(h, NULL);
+	expect_notification(h, fd, "STATUS=VMM attached");
+	sys_guest_drop(h, vg);
+	expect_notification(h, fd, waiting);
+	sys_stop_daemon_checked(h);
+	expect_notification(h, fd, "STOPPING=1");
+	close(fd);
 }
 
 int main(int argc, char **argv)
