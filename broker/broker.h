@@ -9,6 +9,7 @@
 #ifndef VSOCKMUX_BROKER_H
 #define VSOCKMUX_BROKER_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "vsockmux/options.h"
@@ -23,6 +24,8 @@ struct broker_listeners {
 	int vhost_user_fd;   /* listening on options->socket_path */
 	int host_fd;         /* listening on options->uds_path */
 	int control_fd;      /* listening on options->control_socket_path */
+	bool activated;      /* handed over by the service manager (socket
+				activation): its files, never unlinked here */
 };
 
 /*
@@ -36,7 +39,7 @@ int broker_open_listeners(const struct vsockmuxd_options *options,
 			  const struct listener_owner *owner,
 			  struct broker_listeners *listeners);
 
-/* Close both listeners and unlink their paths. */
+/* Close the listeners; unlink their paths unless they were activated. */
 void broker_close_listeners(const struct vsockmuxd_options *options,
 			    struct broker_listeners *listeners);
 

@@ -216,20 +216,23 @@ static void unlink_listener(const char *what, const char *path)
 void broker_close_listeners(const struct vsockmuxd_options *options,
 			    struct broker_listeners *listeners)
 {
-	/* Unlink only what we bound: a -1 fd means the path is not ours. */
-	if (listeners->vhost_user_fd >= 0) {
-		close(listeners->vhost_user_fd);
-		unlink_listener("vhost-user socket", options->socket_path);
-		listeners->vhost_user_fd = -1;
-	}
-	if (listeners->host_fd >= 0) {
-		close(listeners->host_fd);
-		unlink_listener("host socket", options->uds_path);
-		listeners->host_fd = -1;
-	}
-	if (listeners->control_fd >= 0) {
-		close(listeners->control_fd);
-		unlink_listener("control socket", options->control_socket_path);
-		listeners->control_fd = -1;
+	/* Unlink only what we bound: a -1 fd means the path is not ours, and
+	 * activated sockets belong to the service manager. */
+	const struct {
+		int *fd;
+		const char *what, *path;
+	} all[] = {
+		{ &listeners->vhost_user_fd, "vhost-user socket", options->socket_path },
+		{ &listeners->host_fd, "host socket", options->uds_path },
+		{ &listeners->control_fd, "control socket", options->control_socket_path },
+	};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (*all[i].fd < 0)
+			continue;
+		close(*all[i].fd);
+		if (!listeners->activated)
+			unlink_listener(all[i].what, all[i].path);
+		*all[i].fd = -1;
 	}
 }

@@ -7,6 +7,16 @@
 
 #include <stdbool.h>
 
+struct broker_listeners;
+
+/* Socket activation: the listeners the service manager passed, named
+ * "vhost-user", "host" and "control" (FileDescriptorName=), or three with
+ * one name (one .socket unit), taken in that order. Returns 1
+ * when all three were taken (listeners->activated set), 0 when none were
+ * passed, -1 (logged) when what was passed is not exactly those three
+ * listening Unix stream sockets. */
+int service_manager_listeners(struct broker_listeners *listeners);
+
 /* READY=1 with a STATUS= line: the listeners are up. */
 void service_manager_ready(const char *vhost_user_path);
 /* STATUS= when a VMM attaches or leaves. */

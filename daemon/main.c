@@ -31,6 +31,7 @@
 #include "muxer.h"
 #include "privileges.h"
 #include "sandbox.h"
+#include "service_manager.h"
 #include "vsockmux/ipc.h"
 #include "vsockmux/log.h"
 #include "vsockmux/options.h"
@@ -207,9 +208,17 @@ int main(int argc, char **argv)
 		return 1;
 	owner.uid = plan.uid;
 	owner.gid = plan.gid;
-	if (broker_open_listeners(&options, plan.change_user ? &owner : NULL,
-				  &listeners) < 0)
+	switch (service_manager_listeners(&listeners)) {
+	case 0:
+		if (broker_open_listeners(&options, plan.change_user ? &owner : NULL,
+					  &listeners) < 0)
+			return 1;
+		break;
+	case 1:
+		break;
+	default:
 		return 1;
+	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) < 0) {
 		log_error("socketpair: %s", strerror(errno));
 		goto out;

@@ -413,6 +413,26 @@ bool sys_child_become(uid_t uid, gid_t gid)
 			    setresuid(uid, uid, uid) == 0);
 }
 
+/* In the daemon's child, before exec: listeners at fds 3, 4, 5 and the
+ * LISTEN_* variables, as systemd's socket activation sets them. */
+static bool pass_listeners(const int fds[3], const char *names)
+{
+	int moved[3];
+	char pid[16];
+
+	for (int i = 0; i < 3; i++) {
+		moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 100);
+		if (moved[i] < 0)
+			return false;
+	}
+	for (int i = 0; i < 3; i++)
+		if (dup2(moved[i], 3 + i) < 0)   /* without CLOEXEC: passed on */
+			return false;
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	return setenv("LISTEN_FDS", "3", 1) == 0 && setenv("LISTEN_PID", pid, 1) == 0 &&
+	       setenv("LISTEN_FDNAMES", names ? names : "vhost-user:host:control", 1) == 0;
+}
+
 void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 {
 	const char *exe = getenv("VSOCKMUXD");
@@ -474,6 +494,9 @@ void sys_start_daemon(struct sys_harness *h, const char *const *extra_args)
 		}
 		if (!sys_child_become(h->daemon_uid, h->daemon_gid))
 			_exit(125);
+		if (h->daemon_activation &&
+		    !pass_listeners(h->daemon_activated, h->daemon_activation_names))
+			_exit(123);
 		/* sanitizer reports must end in a signal we can see */
 		setenv("ASAN_OPTIONS", "abort_on_error=1:halt_on_error=1", 0);
 		setenv("UBSAN_OPTIONS", "abort_on_error=1:halt_on_error=1:print_stacktrace=1", 0);

@@ -130,6 +130,12 @@ struct sys_harness {
 	gid_t daemon_gid;
 	unsigned long daemon_nofile;   /* non-zero: RLIMIT_NOFILE (soft and
 					  hard) set in the child before exec */
+	int daemon_activated[3];       /* with daemon_activation: listening
+					  sockets passed as a service manager
+					  does (vhost-user, host, control) */
+	bool daemon_activation;
+	const char *daemon_activation_names; /* LISTEN_FDNAMES; NULL:
+						"vhost-user:host:control" */
 	int daemon_stderr;             /* enum sys_daemon_stderr */
 	int daemon_stderr_fd;          /* SYS_STDERR_TEST_PIPE: read end */
 	bool daemon_reaped;

@@ -322,6 +322,69 @@ static void test_service_manager_notify(struct sys_harness *h)
 	close(fd);
 }
 
+/* A listening Unix socket at path, as a .socket unit creates it. */
+static int listen_at(const char *path)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	CHECK(fd >= 0);
+	snprintf(address.sun_path, sizeof(address.sun_path), "%s", path);
+	CHECKF(bind(fd, (struct sockaddr *)&address, sizeof(address)) == 0 &&
+	       listen(fd, 16) == 0, "listen on %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* Socket activation: the three listeners come from the service manager
+ * (names: LISTEN_FDNAMES); the daemon serves on them and, as they are not
+ * its own, leaves their files in place when it stops. */
+static void serve_activated_listeners(struct sys_harness *h, const char *names)
+{
+	char control[160];
+	struct vguest_sock *listener, *g;
+	struct host_conn *c;
+	struct stat status;
+	char buffer[8];
+	size_t mark = sys_log_mark(h);
+
+	snprintf(control, sizeof(control), "%s.ctl", h->uds_path);
+	h->daemon_activated[0] = listen_at(h->vhost_path);
+	h->daemon_activated[1] = listen_at(h->uds_path);
+	h->daemon_activated[2] = listen_at(control);
+	h->daemon_activation = true;
+	h->daemon_activation_names = names;
+	sys_start_daemon(h, NULL);
+	for (int i = 0; i < 3; i++)
+		close(h->daemon_activated[i]);
+	WAIT_FOR_LOG(h, mark, "listeners from the service manager", 2000);
+	(void)sys_guest_new(h, NULL);
+	listener = vguest_listen(h->vg, 52);
+	sys_open_host_initiated(h, h->vg, listener, 52, &c, &g);
+	host_write_str(c, "ping");
+	sys_guest_read_exact(h, g, buffer, 4, 3000);
+	CHECK(memcmp(buffer, "ping", 4) == 0);
+	sys_stats_free(sys_query_stats(h, false));  /* the control socket works too */
+	sys_stop_daemon_checked(h);
+	CHECKF(stat(h->vhost_path, &status) == 0 && S_ISSOCK(status.st_mode) &&
+	       stat(h->uds_path, &status) == 0 && S_ISSOCK(status.st_mode) &&
+	       stat(control, &status) == 0 && S_ISSOCK(status.st_mode),
+	       "an activated socket file was removed by the daemon");
+}
+
+/* Each socket named with FileDescriptorName= (one .socket unit each). */
+static void test_socket_activation(struct sys_harness *h)
+{
+	serve_activated_listeners(h, "vhost-user:host:control");
+}
+
+/* One .socket unit with three ListenStream= lines: one name for all,
+ * taken in order (vhost-user, host, control). */
+static void test_socket_activation_one_unit(struct sys_harness *h)
+{
+	serve_activated_listeners(h, "vsockmuxd@vm1.socket:vsockmuxd@vm1.socket:"
+				     "vsockmuxd@vm1.socket");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sys_test tests[] = {
