@@ -2,7 +2,7 @@
 # Install what building and testing vsockmux needs on Debian 12 (as root).
 # Idempotent; used by scripts/test.sh, scripts/demo.sh and CI.
 set -eu
-packages="build-essential meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev libseccomp-dev libcap-dev libcmocka-dev libjson-c-dev cppcheck systemd groff-base qemu-system-x86 busybox-static socat clang libclang-rt-14-dev valgrind libsystemd-dev"
+packages="build-essential meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev libseccomp-dev libcap-dev libcmocka-dev libjson-c-dev cppcheck systemd groff-base qemu-system-x86 busybox-static socat clang libclang-rt-14-dev valgrind libsystemd-dev systemd-container debootstrap"
 missing=""
 for package in $packages; do
 	dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
