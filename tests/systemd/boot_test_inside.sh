@@ -17,6 +17,20 @@ systemctl stop vsockmuxd@vm1.service
 for property in Result ExecMainStatus; do
 	echo "STOPPED $(systemctl show -p $property vsockmuxd@vm1.service)"
 done
-journalctl -u vsockmuxd@vm1.service --no-pager | tail -25 | sed 's/^/JOURNAL /'
+# socket activation: systemd holds the sockets, the first connect starts
+# the daemon with them
+systemctl start vsockmuxd@vm1.socket
+echo "SOCKET-UNIT $(systemctl is-active vsockmuxd@vm1.socket)"
+echo "BEFORE-CONNECT $(systemctl is-active vsockmuxd@vm1.service)"
+/usr/local/libexec/vsockmux-attach-probe /run/vsockmux/vm1/vhost-user.sock /run/vsockmux/vm1/vsock.sock |
+	sed 's/^/ACTIVATED-/'
+echo "AFTER-CONNECT $(systemctl is-active vsockmuxd@vm1.service)"
+journalctl -u vsockmuxd@vm1.service --no-pager |
+	grep -q "listeners from the service manager" && echo "LISTENERS from systemd"
+systemctl stop vsockmuxd@vm1.service
+echo "SOCKET-AFTER-STOP $(systemctl is-active vsockmuxd@vm1.socket)"
+ls /run/vsockmux/vm1 | sed 's/^/KEPT /'
+systemctl stop vsockmuxd@vm1.socket
+journalctl -u vsockmuxd@vm1.service --no-pager | tail -30 | sed 's/^/JOURNAL /'
 echo BOOT-TEST-DONE
 systemctl poweroff

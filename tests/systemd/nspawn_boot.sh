@@ -7,7 +7,9 @@
 # its STATUS=, lists its sockets, attaches the virtual guest (attach_probe:
 # data both ways through the daemon systemd started, STATUS= "VMM
 # attached" meanwhile), reports systemd-analyze security, stops it and
-# checks it ended cleanly. Exits 77 (skip), loudly, when root,
+# checks it ended cleanly; then the same through vsockmuxd@vm1.socket (the
+# first connect starts the daemon with systemd's listeners, which outlive
+# the service). Exits 77 (skip), loudly, when root,
 # systemd-nspawn, debootstrap or the download is missing, or the
 # container does not boot at all; never passes without having booted.
 set -eu
@@ -66,7 +68,10 @@ grep -q '^BOOT-TEST-DONE' "$root/boot-test.log" || { echo "FAIL: driver did not 
 failed=0
 for expected in "ACTIVE active" "STATUS StatusText=waiting for a VMM on /run/vsockmux/vm1/vhost-user.sock" \
 		"PROBE ok" "ATTACHED StatusText=VMM attached" \
-		"STOPPED Result=success" "STOPPED ExecMainStatus=0"; do
+		"STOPPED Result=success" "STOPPED ExecMainStatus=0" \
+		"SOCKET-UNIT active" "BEFORE-CONNECT inactive" "ACTIVATED-PROBE ok" \
+		"ACTIVATED-ATTACHED StatusText=VMM attached" "AFTER-CONNECT active" \
+		"LISTENERS from systemd" "SOCKET-AFTER-STOP active" "KEPT vhost-user.sock"; do
 	grep -qxF "$expected" "$root/boot-test.log" || { echo "FAIL: no line \"$expected\""; failed=1; }
 done
 exit $failed
